@@ -1,0 +1,123 @@
+"""The node's ASGI application, assembled in one place."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from node.config import Config
+from node.db import Database
+from node.security import FailureLimiter
+from node.storage.events import refresh_occurrences
+from node.web import accounts, admin, directory, events, feeds, groups
+from node.web.auth import LoginRequired
+from node.web.middleware import CSRFProtect, SecurityHeaders
+from node.web.templating import TEMPLATES_DIR, render
+
+ROUTES = [
+    Route("/", directory.home),
+    Route("/groups", directory.groups_page),
+    Route("/groups/new", groups.create, methods=["GET", "POST"]),
+    Route("/groups/{slug}", groups.show),
+    Route("/groups/{slug}/edit", groups.edit, methods=["GET", "POST"]),
+    Route("/groups/{slug}/join", groups.join, methods=["POST"]),
+    Route("/groups/{slug}/leave", groups.leave, methods=["POST"]),
+    Route("/groups/{slug}/members", groups.members, methods=["GET", "POST"]),
+    Route("/groups/{slug}/events/new", events.create, methods=["GET", "POST"]),
+    Route("/groups/{slug}/events.ics", feeds.group_calendar),
+    Route("/events/{id:int}", events.show),
+    Route("/events/{id:int}/edit", events.edit, methods=["GET", "POST"]),
+    Route("/events/{id:int}/occurrence", events.change_occurrence, methods=["POST"]),
+    Route("/events/{id:int}/cancel", events.cancel, methods=["POST"]),
+    Route("/events/{id:int}/rsvp", events.rsvp, methods=["POST"]),
+    Route("/events.ics", feeds.node_calendar),
+    Route("/feed.atom", feeds.atom),
+    Route("/register", accounts.register, methods=["GET", "POST"]),
+    Route("/login", accounts.login, methods=["GET", "POST"]),
+    Route("/login/link/{token}", accounts.login_link, methods=["GET", "POST"]),
+    Route("/logout", accounts.logout, methods=["POST"]),
+    Route("/account", accounts.account, methods=["GET", "POST"]),
+    Route("/account/delete", accounts.delete, methods=["GET", "POST"]),
+    Route("/admin/settings", admin.settings, methods=["GET", "POST"]),
+    Route("/admin/accounts", admin.accounts, methods=["GET", "POST"]),
+    Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
+]
+
+REFRESH_INTERVAL = 6 * 3600  # roll the expanded meeting horizon forward
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+
+MESSAGES = {
+    403: "You do not have permission to do this.",
+    404: "There is nothing here. The page may have moved, or you may need to log in.",
+    405: "This page does not accept that kind of request.",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.detail and exc.detail not in ("Not Found", "Forbidden") else ""
+    return await render(
+        request,
+        "error.html",
+        {"status": exc.status_code, "detail": detail or MESSAGES.get(exc.status_code, "")},
+        status=exc.status_code,
+    )
+
+
+def create_app(config: Config) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        db = Database(config.db_path)
+        await db.open()
+        await refresh_occurrences(db)
+
+        async def keep_horizon() -> None:
+            while True:
+                await asyncio.sleep(REFRESH_INTERVAL)
+                await refresh_occurrences(db)
+
+        refresher = asyncio.create_task(keep_horizon())
+        try:
+            yield {
+                "db": db,
+                "config": config,
+                # (per account, per address): failed logins in a 15-minute window
+                "login_limits": (FailureLimiter(5, 900), FailureLimiter(30, 900)),
+            }
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await db.close()
+
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=config.secret_key,
+            session_cookie="grassroots_session",
+            same_site="lax",
+            https_only=config.secure_cookies,
+        ),
+        Middleware(CSRFProtect),
+    ]
+    return Starlette(
+        routes=ROUTES,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={LoginRequired: _login_required, HTTPException: _http_error},
+    )

@@ -1,0 +1,125 @@
+"""The SQLite database: one write connection, one read-only connection.
+
+Every write runs in a single ``BEGIN IMMEDIATE`` transaction on the writer;
+reads go through a read-only connection, which WAL lets run beside writes.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+    # WAL + NORMAL: a power cut may lose the last commits, never corrupt.
+    "PRAGMA synchronous = NORMAL",
+)
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration, in order."""
+    found = []
+    for entry in resources.files("node.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in migration_files():
+        if version in done or (upto is not None and version > upto):
+            continue
+        # executescript commits first; the migration's own BEGIN makes it atomic.
+        conn.executescript(
+            "BEGIN IMMEDIATE;\n" + sql + "\nINSERT INTO schema_migrations VALUES "
+            f"({version}, '{name}', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));\nCOMMIT;"
+        )
+        applied.append(version)
+    return applied
+
+
+def connect_sync(path: Path) -> sqlite3.Connection:
+    """A plain connection with the node's pragmas (CLI and migrations)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        conn = connect_sync(self.path)
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        self._writer.row_factory = sqlite3.Row
+        for pragma in PRAGMAS:
+            await self._writer.execute(pragma)
+        self._reader = await aiosqlite.connect(
+            f"file:{self.path}?mode=ro", uri=True, isolation_level=None
+        )
+        self._reader.row_factory = sqlite3.Row
+        await self._reader.execute("PRAGMA busy_timeout = 5000")
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The write connection inside one IMMEDIATE transaction."""
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            await self._writer.commit()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "database is not open"
+        async with self._reader.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        assert self._reader is not None, "database is not open"
+        async with self._reader.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+def timestamp() -> str:
+    """Now, as stored: ISO 8601 UTC to the second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

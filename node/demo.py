@@ -1,0 +1,2 @@
+async def seed_demo(db):
+    return False

@@ -1,0 +1,272 @@
+"""Domain values of a node: enums, fixed vocabularies and records."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+
+class Visibility(StrEnum):
+    PUBLIC = "public"
+    UNLISTED = "unlisted"
+    PRIVATE = "private"
+
+
+class JoinPolicy(StrEnum):
+    OPEN = "open"
+    APPROVAL = "approval"
+    INVITE = "invite"
+
+
+class Format(StrEnum):
+    IN_PERSON = "in_person"
+    ONLINE = "online"
+    HYBRID = "hybrid"
+
+
+class Cost(StrEnum):
+    FREE = "free"
+    DONATION = "donation"
+    SLIDING_SCALE = "sliding_scale"
+    FEE = "fee"
+
+
+class Role(StrEnum):
+    FACILITATOR = "facilitator"
+    MEMBER = "member"
+
+
+class MembershipStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"
+    SUSPENDED = "suspended"
+
+
+class RegistrationMode(StrEnum):
+    OPEN = "open"
+    INVITE = "invite"
+    APPROVAL = "approval"
+
+
+class RsvpStatus(StrEnum):
+    GOING = "going"
+    WAITLIST = "waitlist"
+
+
+LABELS: dict[str, str] = {
+    "public": "Public: listed in the directory and shared with peer nodes",
+    "unlisted": "Unlisted: reachable by its link only",
+    "private": "Private: visible to members only",
+    "open": "Open: anyone can join at once",
+    "approval": "Approval: a facilitator approves each request",
+    "invite": "Invite: joining needs the group's invite code",
+    "in_person": "In person",
+    "online": "Online",
+    "hybrid": "Hybrid",
+    "free": "Free",
+    "donation": "Donation",
+    "sliding_scale": "Sliding scale",
+    "fee": "Fee",
+    "facilitator": "Facilitator",
+    "member": "Member",
+}
+
+# The fixed, filterable accessibility vocabulary, with the label people see.
+ACCESSIBILITY: dict[str, str] = {
+    "step_free": "Step-free access",
+    "wheelchair_toilet": "Wheelchair-accessible toilet",
+    "hearing_loop": "Hearing loop",
+    "sign_language": "Sign language interpretation",
+    "captions": "Live captions",
+    "quiet_space": "Quiet space",
+    "childcare": "Childcare",
+    "large_print": "Large-print materials",
+    "gender_neutral_toilets": "Gender-neutral toilets",
+    "scent_free": "Scent-free",
+}
+
+
+def label(value: str) -> str:
+    return LABELS.get(value) or ACCESSIBILITY.get(value) or value
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    email: str | None
+    display_name: str
+    is_admin: bool
+    status: AccountStatus
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDraft:
+    """A group's listing as a facilitator writes it (validated)."""
+
+    name: str
+    summary: str
+    description: str
+    agreements: str
+    visibility: Visibility
+    join_policy: JoinPolicy
+    format: Format
+    cost: Cost
+    area: str = ""
+    address: str = ""
+    contact: str = ""
+    topics: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    accessibility: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: int
+    slug: str
+    name: str
+    summary: str
+    description: str
+    agreements: str
+    visibility: Visibility
+    join_policy: JoinPolicy
+    invite_code: str | None
+    format: Format
+    cost: Cost
+    area: str
+    address: str
+    contact: str
+    origin: str | None
+    created_at: str
+    updated_at: str
+    topics: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    accessibility: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+
+    @property
+    def is_local(self) -> bool:
+        return self.origin is None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    group_id: int
+    account_id: int
+    role: Role
+    status: MembershipStatus
+    created_at: str
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is MembershipStatus.ACTIVE
+
+    @property
+    def is_facilitator(self) -> bool:
+        return self.is_active and self.role is Role.FACILITATOR
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryQuery:
+    """Filters of the /groups directory; empty values mean "any"."""
+
+    q: str = ""
+    topic: str = ""
+    language: str = ""
+    format: str = ""
+    accessibility: tuple[str, ...] = ()
+    cost: str = ""
+    area: str = ""
+    origin: str = ""  # "", "local" or "federated"
+    date_from: str = ""  # 'YYYY-MM-DD'
+    date_to: str = ""
+    page: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    name: str = "Grassroots"
+    description: str = ""
+    registration: RegistrationMode = RegistrationMode.APPROVAL
+    default_language: str = "en"
+    crisis_notice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """A meeting series as a facilitator writes it (validated).
+
+    ``starts_at`` is naive local wall time in ``timezone``; ``rrule`` is an
+    RFC 5545 RRULE value (``FREQ=WEEKLY;BYDAY=TU``) or None for a one-off.
+    """
+
+    title: str
+    description: str
+    starts_at: datetime
+    duration_minutes: int
+    timezone: str
+    rrule: str | None
+    format: Format
+    place: str = ""
+    address: str = ""
+    online_url: str = ""
+    capacity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    group_id: int
+    title: str
+    description: str
+    starts_at: datetime
+    duration_minutes: int
+    timezone: str
+    rrule: str | None
+    format: Format
+    place: str
+    address: str
+    online_url: str
+    capacity: int | None
+    cancelled: bool
+    created_at: str
+    updated_at: str
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceChange:
+    """One slot of a series cancelled, or moved to a new local start."""
+
+    original_start: datetime  # naive local, as RECURRENCE-ID names it
+    cancelled: bool
+    starts_at: datetime | None = None
+    duration_minutes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    event_id: int
+    original_start: datetime  # naive local: the key of this slot in the series
+    start: datetime  # aware, in the event's zone
+    end: datetime
+    moved: bool = False
+    cancelled: bool = False
+
+    @property
+    def key(self) -> str:
+        return occurrence_key(self.original_start)
+
+
+def occurrence_key(local: datetime) -> str:
+    return local.strftime("%Y-%m-%dT%H:%M")

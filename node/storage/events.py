@@ -1,0 +1,313 @@
+"""Meetings: series, per-occurrence changes, expanded occurrences and RSVPs."""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiosqlite
+
+from node.db import Database, timestamp
+from node.domain import (
+    Event,
+    EventDraft,
+    Format,
+    Occurrence,
+    OccurrenceChange,
+    RsvpStatus,
+    occurrence_key,
+)
+from node.recurrence import expand
+from node.storage.rsvps import fill_from_waitlist, release_rsvp, take_rsvp
+
+# Occurrences kept expanded in SQL, for date filters and "next meetings".
+HORIZON_PAST = timedelta(days=31)
+HORIZON_AHEAD = timedelta(days=366)
+
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(UTC_FORMAT)
+
+
+def parse_local(text: str) -> datetime:
+    return datetime.strptime(text, LOCAL_FORMAT)
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        group_id=row["group_id"],
+        title=row["title"],
+        description=row["description"],
+        starts_at=parse_local(row["starts_at"]),
+        duration_minutes=row["duration_minutes"],
+        timezone=row["timezone"],
+        rrule=row["rrule"],
+        format=Format(row["format"]),
+        place=row["place"],
+        address=row["address"],
+        online_url=row["online_url"],
+        capacity=row["capacity"],
+        cancelled=bool(row["cancelled"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _change(row: sqlite3.Row) -> OccurrenceChange:
+    return OccurrenceChange(
+        original_start=parse_local(row["original_start"]),
+        cancelled=bool(row["cancelled"]),
+        starts_at=parse_local(row["starts_at"]) if row["starts_at"] else None,
+        duration_minutes=row["duration_minutes"],
+    )
+
+
+def _draft_values(draft: EventDraft) -> tuple:
+    return (
+        draft.title, draft.description, draft.starts_at.strftime(LOCAL_FORMAT),
+        draft.duration_minutes, draft.timezone, draft.rrule, draft.format,
+        draft.place, draft.address, draft.online_url, draft.capacity,
+    )
+
+
+async def _materialise(conn: aiosqlite.Connection, event_id: int, now: datetime) -> None:
+    """Rewrite the expanded occurrences of one series over the horizon."""
+    cursor = await conn.execute("SELECT * FROM events WHERE id = ?", (event_id,))
+    event = _event(await cursor.fetchone())
+    cursor = await conn.execute(
+        "SELECT * FROM event_exceptions WHERE event_id = ?", (event_id,)
+    )
+    changes = [_change(row) for row in await cursor.fetchall()]
+    await conn.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
+    if event.cancelled:
+        return
+    occurrences = expand(
+        event_id=event.id,
+        starts_at=event.starts_at,
+        duration_minutes=event.duration_minutes,
+        timezone=event.timezone,
+        rrule=event.rrule,
+        changes=changes,
+        window_start=now - HORIZON_PAST,
+        window_end=now + HORIZON_AHEAD,
+    )
+    await conn.executemany(
+        "INSERT INTO occurrences (event_id, group_id, original_start, starts_utc, ends_utc)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (event.id, event.group_id, o.key, utc_text(o.start), utc_text(o.end))
+            for o in occurrences
+        ],
+    )
+
+
+async def create_event(db: Database, group_id: int, draft: EventDraft) -> int:
+    now = timestamp()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO events (title, description, starts_at, duration_minutes, timezone,"
+            " rrule, format, place, address, online_url, capacity, group_id, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _draft_values(draft) + (group_id, now, now),
+        )
+        event_id = cursor.lastrowid
+        await _materialise(conn, event_id, datetime.now(UTC))
+    return event_id
+
+
+async def update_event(db: Database, event_id: int, draft: EventDraft) -> None:
+    """Edit the series; a larger capacity seats people from the waitlist."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE events SET title = ?, description = ?, starts_at = ?,"
+            " duration_minutes = ?, timezone = ?, rrule = ?, format = ?, place = ?,"
+            " address = ?, online_url = ?, capacity = ?, updated_at = ? WHERE id = ?",
+            _draft_values(draft) + (timestamp(), event_id),
+        )
+        await _materialise(conn, event_id, datetime.now(UTC))
+        cursor = await conn.execute(
+            "SELECT DISTINCT occurrence FROM rsvps WHERE event_id = ? AND status = 'waitlist'",
+            (event_id,),
+        )
+        for (occurrence,) in await cursor.fetchall():
+            await fill_from_waitlist(conn, event_id, occurrence)
+
+
+async def set_cancelled(db: Database, event_id: int, cancelled: bool) -> None:
+    """Cancel (or reinstate) the whole series."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE events SET cancelled = ?, updated_at = ? WHERE id = ?",
+            (int(cancelled), timestamp(), event_id),
+        )
+        await _materialise(conn, event_id, datetime.now(UTC))
+
+
+async def delete_event(db: Database, event_id: int) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+
+async def change_occurrence(db: Database, event_id: int, change: OccurrenceChange) -> None:
+    """Cancel or move one slot of a series, leaving the rest untouched."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO event_exceptions (event_id, original_start, cancelled, starts_at,"
+            " duration_minutes) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " cancelled = excluded.cancelled, starts_at = excluded.starts_at,"
+            " duration_minutes = excluded.duration_minutes",
+            (
+                event_id,
+                occurrence_key(change.original_start),
+                int(change.cancelled),
+                change.starts_at.strftime(LOCAL_FORMAT) if change.starts_at else None,
+                change.duration_minutes,
+            ),
+        )
+        await _materialise(conn, event_id, datetime.now(UTC))
+
+
+async def restore_occurrence(db: Database, event_id: int, original_start: datetime) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "DELETE FROM event_exceptions WHERE event_id = ? AND original_start = ?",
+            (event_id, occurrence_key(original_start)),
+        )
+        await _materialise(conn, event_id, datetime.now(UTC))
+
+
+async def refresh_occurrences(db: Database) -> None:
+    """Roll the expanded horizon forward for every recurring series."""
+    rows = await db.fetchall("SELECT id FROM events WHERE rrule IS NOT NULL AND cancelled = 0")
+    now = datetime.now(UTC)
+    for row in rows:
+        async with db.transaction() as conn:
+            await _materialise(conn, row["id"], now)
+
+
+async def get_event(db: Database, event_id: int) -> Event | None:
+    row = await db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
+    return None if row is None else _event(row)
+
+
+async def events_of_group(db: Database, group_id: int) -> list[Event]:
+    rows = await db.fetchall(
+        "SELECT * FROM events WHERE group_id = ? ORDER BY starts_at", (group_id,)
+    )
+    return [_event(r) for r in rows]
+
+
+async def changes_of(db: Database, event_id: int) -> list[OccurrenceChange]:
+    rows = await db.fetchall(
+        "SELECT * FROM event_exceptions WHERE event_id = ? ORDER BY original_start",
+        (event_id,),
+    )
+    return [_change(r) for r in rows]
+
+
+async def occurrences_of(
+    db: Database, event: Event, start: datetime, end: datetime, include_cancelled: bool = False
+) -> list[Occurrence]:
+    if event.cancelled and not include_cancelled:
+        return []
+    return expand(
+        event_id=event.id,
+        starts_at=event.starts_at,
+        duration_minutes=event.duration_minutes,
+        timezone=event.timezone,
+        rrule=event.rrule,
+        changes=await changes_of(db, event.id),
+        window_start=start,
+        window_end=end,
+        include_cancelled=include_cancelled,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingMeeting:
+    event: Event
+    original_start: str
+    starts_utc: str
+    ends_utc: str
+    group_slug: str
+    group_name: str
+
+
+async def upcoming_meetings(
+    db: Database,
+    *,
+    group_id: int | None = None,
+    listed_only: bool = True,
+    limit: int = 10,
+) -> list[UpcomingMeeting]:
+    """The next occurrences from the expanded table, soonest first.
+
+    ``listed_only`` keeps to public groups (home page, feeds); a group page
+    asks for its own meetings whatever its visibility.
+    """
+    where = ["o.ends_utc >= ?"]
+    params: list[object] = [timestamp()]
+    if group_id is not None:
+        where.append("o.group_id = ?")
+        params.append(group_id)
+    if listed_only:
+        where.append("g.visibility = 'public'")
+    rows = await db.fetchall(
+        "SELECT e.*, o.original_start, o.starts_utc, o.ends_utc, g.slug AS group_slug,"
+        " g.name AS group_name FROM occurrences o JOIN events e ON e.id = o.event_id"
+        " JOIN groups g ON g.id = o.group_id WHERE " + " AND ".join(where)
+        + " ORDER BY o.starts_utc LIMIT ?",
+        [*params, limit],
+    )
+    return [
+        UpcomingMeeting(_event(r), r["original_start"], r["starts_utc"], r["ends_utc"],
+                        r["group_slug"], r["group_name"])
+        for r in rows
+    ]
+
+
+# RSVPs ---------------------------------------------------------------------
+
+async def rsvp_yes(db: Database, event_id: int, occurrence: str, account_id: int) -> RsvpStatus:
+    async with db.transaction() as conn:
+        return await take_rsvp(conn, event_id, occurrence, account_id)
+
+
+async def rsvp_no(db: Database, event_id: int, occurrence: str, account_id: int) -> None:
+    async with db.transaction() as conn:
+        await release_rsvp(conn, event_id, occurrence, account_id)
+
+
+async def rsvp_status(
+    db: Database, event_id: int, occurrence: str, account_id: int
+) -> RsvpStatus | None:
+    value = await db.fetchval(
+        "SELECT status FROM rsvps WHERE event_id = ? AND occurrence = ? AND account_id = ?",
+        (event_id, occurrence, account_id),
+    )
+    return None if value is None else RsvpStatus(value)
+
+
+async def rsvp_counts(db: Database, event_id: int, occurrence: str) -> dict[RsvpStatus, int]:
+    rows = await db.fetchall(
+        "SELECT status, count(*) FROM rsvps WHERE event_id = ? AND occurrence = ?"
+        " GROUP BY status",
+        (event_id, occurrence),
+    )
+    counts = {status: 0 for status in RsvpStatus}
+    counts.update({RsvpStatus(r[0]): r[1] for r in rows})
+    return counts
+
+
+async def rsvp_list(db: Database, event_id: int, occurrence: str) -> list[tuple[str, RsvpStatus]]:
+    """Display names and statuses, in the order people answered (facilitators)."""
+    rows = await db.fetchall(
+        "SELECT a.display_name, r.status FROM rsvps r JOIN accounts a ON a.id = r.account_id"
+        " WHERE r.event_id = ? AND r.occurrence = ? ORDER BY r.status = 'waitlist', r.seq",
+        (event_id, occurrence),
+    )
+    return [(r[0], RsvpStatus(r[1])) for r in rows]

@@ -1,0 +1,402 @@
+"""Groups, their listing tags, memberships and the directory query."""
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+
+import aiosqlite
+
+from node.db import Database, timestamp
+from node.domain import (
+    Account,
+    Cost,
+    DirectoryQuery,
+    Format,
+    Group,
+    GroupDraft,
+    JoinPolicy,
+    Membership,
+    MembershipStatus,
+    Role,
+    Visibility,
+)
+from node.security import new_token
+from node.storage.rsvps import release_rsvp
+
+PAGE_SIZE = 20
+# Path segments under /groups/ that name pages, not groups.
+RESERVED_SLUGS = {"new", "feed", "events", "admin"}
+
+TAG_FIELDS = {"topic": "topics", "language": "languages",
+              "accessibility": "accessibility", "audience": "audiences"}
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:48].strip("-")
+    return slug or "group"
+
+
+def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
+    tags = tags or {}
+    return Group(
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        summary=row["summary"],
+        description=row["description"],
+        agreements=row["agreements"],
+        visibility=Visibility(row["visibility"]),
+        join_policy=JoinPolicy(row["join_policy"]),
+        invite_code=row["invite_code"],
+        format=Format(row["format"]),
+        cost=Cost(row["cost"]),
+        area=row["area"],
+        address=row["address"],
+        contact=row["contact"],
+        origin=row["origin"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        **{TAG_FIELDS[kind]: tuple(values) for kind, values in tags.items()},
+    )
+
+
+async def _tags_for(db: Database, group_ids: list[int]) -> dict[int, dict[str, list[str]]]:
+    found: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    if not group_ids:
+        return found
+    marks = ",".join("?" * len(group_ids))
+    rows = await db.fetchall(
+        f"SELECT group_id, kind, value FROM group_tags WHERE group_id IN ({marks})"
+        " ORDER BY kind, value",
+        group_ids,
+    )
+    for row in rows:
+        found[row["group_id"]][row["kind"]].append(row["value"])
+    return found
+
+
+async def _write_listing(conn: aiosqlite.Connection, group_id: int, draft: GroupDraft) -> None:
+    """Replace the tags and search row of a group from its draft."""
+    await conn.execute("DELETE FROM group_tags WHERE group_id = ?", (group_id,))
+    await conn.executemany(
+        "INSERT INTO group_tags (group_id, kind, value) VALUES (?, ?, ?)",
+        [
+            (group_id, kind, value)
+            for kind, attr in TAG_FIELDS.items()
+            for value in dict.fromkeys(getattr(draft, attr))
+        ],
+    )
+    await conn.execute("DELETE FROM groups_fts WHERE rowid = ?", (group_id,))
+    await conn.execute(
+        "INSERT INTO groups_fts (rowid, name, summary, description, topics)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (group_id, draft.name, draft.summary, draft.description, " ".join(draft.topics)),
+    )
+
+
+def _listing_values(draft: GroupDraft) -> tuple:
+    return (
+        draft.name, draft.summary, draft.description, draft.agreements,
+        draft.visibility, draft.join_policy, draft.format, draft.cost,
+        draft.area, draft.address, draft.contact,
+    )
+
+
+async def create_group(db: Database, draft: GroupDraft, facilitator_id: int) -> str:
+    """Create a local group with its creator as first facilitator; its slug."""
+    base = slugify(draft.name)
+    now = timestamp()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "SELECT slug FROM groups WHERE slug = ? OR slug GLOB ?", (base, base + "-[0-9]*")
+        )
+        taken = {row[0] for row in await cursor.fetchall()} | RESERVED_SLUGS
+        slug, n = base, 2
+        while slug in taken:
+            slug, n = f"{base}-{n}", n + 1
+        cursor = await conn.execute(
+            "INSERT INTO groups (name, summary, description, agreements, visibility,"
+            " join_policy, format, cost, area, address, contact, slug, invite_code,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _listing_values(draft) + (slug, new_token()[:10], now, now),
+        )
+        group_id = cursor.lastrowid
+        await _write_listing(conn, group_id, draft)
+        await conn.execute(
+            "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
+            " VALUES (?, ?, 'facilitator', 'active', ?)",
+            (group_id, facilitator_id, now),
+        )
+    return slug
+
+
+async def update_group(db: Database, group_id: int, draft: GroupDraft) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE groups SET name = ?, summary = ?, description = ?, agreements = ?,"
+            " visibility = ?, join_policy = ?, format = ?, cost = ?, area = ?, address = ?,"
+            " contact = ?, updated_at = ? WHERE id = ?",
+            _listing_values(draft) + (timestamp(), group_id),
+        )
+        await _write_listing(conn, group_id, draft)
+
+
+async def new_invite_code(db: Database, group_id: int) -> str:
+    code = new_token()[:10]
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE groups SET invite_code = ? WHERE id = ?", (code, group_id))
+    return code
+
+
+async def get_group(db: Database, slug: str) -> Group | None:
+    row = await db.fetchone("SELECT * FROM groups WHERE slug = ?", (slug,))
+    if row is None:
+        return None
+    return _group(row, (await _tags_for(db, [row["id"]]))[row["id"]])
+
+
+async def get_group_by_id(db: Database, group_id: int) -> Group | None:
+    row = await db.fetchone("SELECT * FROM groups WHERE id = ?", (group_id,))
+    if row is None:
+        return None
+    return _group(row, (await _tags_for(db, [group_id]))[group_id])
+
+
+async def delete_group(db: Database, group_id: int) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM groups_fts WHERE rowid = ?", (group_id,))
+        await conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+
+
+# Memberships ---------------------------------------------------------------
+
+def _membership(row: sqlite3.Row) -> Membership:
+    return Membership(
+        group_id=row["group_id"],
+        account_id=row["account_id"],
+        role=Role(row["role"]),
+        status=MembershipStatus(row["status"]),
+        created_at=row["created_at"],
+    )
+
+
+async def get_membership(db: Database, group_id: int, account_id: int) -> Membership | None:
+    row = await db.fetchone(
+        "SELECT * FROM memberships WHERE group_id = ? AND account_id = ?",
+        (group_id, account_id),
+    )
+    return None if row is None else _membership(row)
+
+
+async def add_membership(
+    db: Database, group_id: int, account_id: int, status: MembershipStatus
+) -> Membership:
+    """Join (or ask to join); an existing membership is returned unchanged."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
+            " VALUES (?, ?, 'member', ?, ?) ON CONFLICT DO NOTHING",
+            (group_id, account_id, status, timestamp()),
+        )
+        cursor = await conn.execute(
+            "SELECT * FROM memberships WHERE group_id = ? AND account_id = ?",
+            (group_id, account_id),
+        )
+        return _membership(await cursor.fetchone())
+
+
+async def approve_membership(db: Database, group_id: int, account_id: int) -> bool:
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE memberships SET status = 'active'"
+            " WHERE group_id = ? AND account_id = ? AND status = 'pending'",
+            (group_id, account_id),
+        )
+        return cursor.rowcount == 1
+
+
+async def set_role(db: Database, group_id: int, account_id: int, role: Role) -> bool:
+    """Change an active member's role; a group always keeps one facilitator."""
+    async with db.transaction() as conn:
+        if role is Role.MEMBER and await _last_facilitator(conn, group_id, account_id):
+            return False
+        cursor = await conn.execute(
+            "UPDATE memberships SET role = ?"
+            " WHERE group_id = ? AND account_id = ? AND status = 'active'",
+            (role, group_id, account_id),
+        )
+        return cursor.rowcount == 1
+
+
+async def _last_facilitator(conn: aiosqlite.Connection, group_id: int, account_id: int) -> bool:
+    cursor = await conn.execute(
+        "SELECT account_id FROM memberships WHERE group_id = ? AND role = 'facilitator'"
+        " AND status = 'active'",
+        (group_id,),
+    )
+    facilitators = [row[0] for row in await cursor.fetchall()]
+    return facilitators == [account_id]
+
+
+async def remove_membership(db: Database, group_id: int, account_id: int) -> bool:
+    """Leave, decline or remove; the last facilitator cannot leave.
+
+    The member's RSVPs to the group's meetings go too, freeing their seats.
+    """
+    async with db.transaction() as conn:
+        if await _last_facilitator(conn, group_id, account_id):
+            return False
+        cursor = await conn.execute(
+            "SELECT r.event_id, r.occurrence FROM rsvps r JOIN events e ON e.id = r.event_id"
+            " WHERE e.group_id = ? AND r.account_id = ?",
+            (group_id, account_id),
+        )
+        for event_id, occurrence in await cursor.fetchall():
+            await release_rsvp(conn, event_id, occurrence, account_id)
+        await conn.execute(
+            "DELETE FROM memberships WHERE group_id = ? AND account_id = ?",
+            (group_id, account_id),
+        )
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEntry:
+    account_id: int
+    display_name: str
+    role: Role
+    status: MembershipStatus
+    since: str
+
+
+async def list_members(db: Database, group_id: int) -> list[MemberEntry]:
+    rows = await db.fetchall(
+        "SELECT m.account_id, a.display_name, m.role, m.status, m.created_at"
+        " FROM memberships m JOIN accounts a ON a.id = m.account_id WHERE m.group_id = ?"
+        " ORDER BY m.status = 'pending' DESC, m.role = 'facilitator' DESC, m.created_at",
+        (group_id,),
+    )
+    return [
+        MemberEntry(r[0], r[1], Role(r[2]), MembershipStatus(r[3]), r[4]) for r in rows
+    ]
+
+
+async def member_count(db: Database, group_id: int) -> int:
+    return await db.fetchval(
+        "SELECT count(*) FROM memberships WHERE group_id = ? AND status = 'active'",
+        (group_id,),
+    )
+
+
+async def groups_of(db: Database, account_id: int) -> list[tuple[Group, Membership]]:
+    rows = await db.fetchall(
+        "SELECT g.*, m.account_id, m.group_id, m.role, m.status AS mstatus,"
+        " m.created_at AS mcreated FROM memberships m JOIN groups g ON g.id = m.group_id"
+        " WHERE m.account_id = ? ORDER BY g.name",
+        (account_id,),
+    )
+    return [
+        (
+            _group(r),
+            Membership(r["group_id"], r["account_id"], Role(r["role"]),
+                       MembershipStatus(r["mstatus"]), r["mcreated"]),
+        )
+        for r in rows
+    ]
+
+
+# Directory -----------------------------------------------------------------
+
+def fts_query(text: str) -> str:
+    """Each word of free text as a quoted prefix term: no FTS syntax leaks in."""
+    return " ".join(f'"{word}"*' for word in re.findall(r"\w+", text)[:12])
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryPage:
+    groups: list[tuple[Group, str | None]]  # (group, next meeting start in UTC)
+    total: int
+    page: int
+    pages: int
+
+
+async def search_directory(
+    db: Database, query: DirectoryQuery, viewer: Account | None
+) -> DirectoryPage:
+    """Listed groups matching every filter, best match (or soonest) first."""
+    where = ["(g.visibility = 'public'"
+             + (" OR (g.visibility = 'private' AND g.id IN (SELECT group_id FROM memberships"
+                "  WHERE account_id = ? AND status = 'active'))" if viewer else "")
+             + ")"]
+    params: list[object] = [viewer.id] if viewer else []
+    join = ""
+    order = "next_start IS NULL, next_start, g.name"
+    match = fts_query(query.q)
+    if match:
+        join = ("JOIN (SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
+                " ON f.rowid = g.id")
+        params.insert(0, match)
+        order = "f.rank, g.name"
+    tag_filters = [("topic", query.topic), ("language", query.language)]
+    tag_filters += [("accessibility", value) for value in query.accessibility]
+    for kind, value in tag_filters:
+        if value:
+            where.append("g.id IN (SELECT group_id FROM group_tags WHERE kind = ? AND value = ?)")
+            params += [kind, value]
+    for column, value in (("format", query.format), ("cost", query.cost)):
+        if value:
+            where.append(f"g.{column} = ?")
+            params.append(value)
+    if query.area:
+        where.append("g.area = ? COLLATE NOCASE")
+        params.append(query.area)
+    if query.origin == "local":
+        where.append("g.origin IS NULL")
+    elif query.origin == "federated":
+        where.append("g.origin IS NOT NULL")
+    if query.date_from or query.date_to:
+        where.append(
+            "g.id IN (SELECT group_id FROM occurrences WHERE starts_utc >= ? AND starts_utc < ?)"
+        )
+        params += [
+            (query.date_from or "0000-01-01") + "T00:00:00Z",
+            (query.date_to or "9999-12-30") + "T24:00:00Z",
+        ]
+    now = timestamp()
+    sql_from = f"FROM groups g {join} WHERE " + " AND ".join(where)
+    total = await db.fetchval(f"SELECT count(*) {sql_from}", params)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, query.page), pages)
+    rows = await db.fetchall(
+        "SELECT g.*, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
+        f" AND o.starts_utc >= ?) AS next_start {sql_from} ORDER BY {order} LIMIT ? OFFSET ?",
+        [now, *params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+    )
+    tags = await _tags_for(db, [r["id"] for r in rows])
+    return DirectoryPage(
+        groups=[(_group(r, tags[r["id"]]), r["next_start"]) for r in rows],
+        total=total,
+        page=page,
+        pages=pages,
+    )
+
+
+async def directory_choices(db: Database) -> dict[str, list[str]]:
+    """Values present in listed groups, for the filter menus."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT t.kind, t.value FROM group_tags t JOIN groups g ON g.id = t.group_id"
+        " WHERE g.visibility = 'public' AND t.kind IN ('topic', 'language') ORDER BY t.value"
+    )
+    choices: dict[str, list[str]] = {"topic": [], "language": [], "area": []}
+    for row in rows:
+        choices[row["kind"]].append(row["value"])
+    areas = await db.fetchall(
+        "SELECT DISTINCT area FROM groups WHERE visibility = 'public' AND area != ''"
+        " ORDER BY area COLLATE NOCASE"
+    )
+    choices["area"] = [r[0] for r in areas]
+    return choices

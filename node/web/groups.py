@@ -1,0 +1,166 @@
+"""Group pages: create, show, edit, join, leave and manage members."""
+from __future__ import annotations
+
+import hmac
+from dataclasses import fields
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from node.domain import (
+    ACCESSIBILITY,
+    Cost,
+    Format,
+    GroupDraft,
+    JoinPolicy,
+    MembershipStatus,
+    Role,
+    Visibility,
+)
+from node.forms import form_values, group_form_values, parse_group_form, text
+from node.storage import groups as store
+from node.storage.events import upcoming_meetings
+from node.web.auth import (
+    can_manage,
+    is_member,
+    managed_group,
+    require_account,
+    visible_group,
+)
+from node.web.templating import render
+
+FORM_CHOICES = {
+    "visibilities": list(Visibility),
+    "join_policies": list(JoinPolicy),
+    "formats": list(Format),
+    "costs": list(Cost),
+    "accessibility_options": ACCESSIBILITY,
+}
+
+
+async def create(request: Request) -> Response:
+    account = await require_account(request)
+    if request.method == "GET":
+        defaults = {"visibility": "public", "join_policy": "approval", "format": "in_person",
+                    "cost": "free", "languages": "en", "accessibility": []}
+        return await render(request, "group_form.html",
+                            {"values": defaults, "errors": {}, "group": None, **FORM_CHOICES})
+    form = await request.form()
+    draft, errors = parse_group_form(form)
+    if draft is None:
+        return await render(request, "group_form.html",
+                            {"values": form_values(form), "errors": errors, "group": None,
+                             **FORM_CHOICES}, status=400)
+    slug = await store.create_group(request.state.db, draft, account.id)
+    return RedirectResponse(f"/groups/{slug}", status_code=303)
+
+
+async def edit(request: Request) -> Response:
+    group, _, _ = await managed_group(request, request.path_params["slug"])
+    context = {"group": group, "errors": {}, **FORM_CHOICES}
+    if request.method == "GET":
+        draft = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
+        return await render(request, "group_form.html",
+                            {**context, "values": group_form_values(draft)})
+    form = await request.form()
+    if text(form, "action") == "new_invite_code":
+        await store.new_invite_code(request.state.db, group.id)
+        return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)
+    draft, errors = parse_group_form(form)
+    if draft is None:
+        return await render(request, "group_form.html",
+                            {**context, "values": form_values(form), "errors": errors},
+                            status=400)
+    await store.update_group(request.state.db, group.id, draft)
+    return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+
+
+async def show(request: Request) -> Response:
+    group, account, membership = await visible_group(request, request.path_params["slug"])
+    db = request.state.db
+    meetings = await upcoming_meetings(db, group_id=group.id, listed_only=False, limit=12)
+    return await render(request, "group.html", {
+        "group": group,
+        "membership": membership,
+        "is_member": is_member(membership),
+        "can_manage": can_manage(account, membership),
+        "member_count": await store.member_count(db, group.id),
+        "meetings": meetings,
+        "errors": {},
+    })
+
+
+async def join(request: Request) -> Response:
+    group, account, membership = await visible_group(request, request.path_params["slug"])
+    account = await require_account(request)
+    form = await request.form()
+    errors: dict[str, str] = {}
+    if membership is not None:
+        return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+    if group.agreements and form.get("accept_agreements") != "yes":
+        errors["accept_agreements"] = "Read the group agreements and tick the box to accept them."
+    if group.join_policy is JoinPolicy.INVITE and not hmac.compare_digest(
+        text(form, "invite_code").encode(), (group.invite_code or "").encode()
+    ):
+        errors["invite_code"] = "This invite code is not right. Ask a facilitator for the code."
+    if errors:
+        db = request.state.db
+        return await render(request, "group.html", {
+            "group": group, "membership": None, "is_member": False,
+            "can_manage": can_manage(account, None),
+            "member_count": await store.member_count(db, group.id),
+            "meetings": await upcoming_meetings(db, group_id=group.id, listed_only=False),
+            "errors": errors, "values": form_values(form),
+        }, status=400)
+    status = (MembershipStatus.PENDING if group.join_policy is JoinPolicy.APPROVAL
+              else MembershipStatus.ACTIVE)
+    await store.add_membership(request.state.db, group.id, account.id, status)
+    return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+
+
+async def leave(request: Request) -> Response:
+    group, account, membership = await visible_group(request, request.path_params["slug"])
+    account = await require_account(request)
+    if membership is not None:
+        if not await store.remove_membership(request.state.db, group.id, account.id):
+            raise HTTPException(409, "You are this group's only facilitator. "
+                                     "Make another member a facilitator before leaving.")
+    return RedirectResponse(
+        f"/groups/{group.slug}" if group.visibility is not Visibility.PRIVATE else "/account",
+        status_code=303,
+    )
+
+
+MEMBER_ACTIONS = {"approve", "decline", "remove", "make_facilitator", "make_member"}
+
+
+async def members(request: Request) -> Response:
+    group, account, _ = await managed_group(request, request.path_params["slug"])
+    db = request.state.db
+    messages: list[str] = []
+    status = 200
+    if request.method == "POST":
+        form = await request.form()
+        action = text(form, "action")
+        target = text(form, "account_id")
+        if action not in MEMBER_ACTIONS or not target.isdigit():
+            raise HTTPException(400, "Unknown member action.")
+        target_id = int(target)
+        if action == "approve":
+            done = await store.approve_membership(db, group.id, target_id)
+        elif action in ("decline", "remove"):
+            done = await store.remove_membership(db, group.id, target_id)
+        else:
+            role = Role.FACILITATOR if action == "make_facilitator" else Role.MEMBER
+            done = await store.set_role(db, group.id, target_id, role)
+        if not done:
+            messages.append("That change was not made: a group keeps at least one "
+                            "facilitator, and only current members can change role.")
+            status = 409
+        else:
+            return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)
+    return await render(request, "group_members.html", {
+        "group": group, "members": await store.list_members(db, group.id),
+        "me": account, "messages": messages,
+    }, status=status)

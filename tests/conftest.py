@@ -1,0 +1,124 @@
+"""Shared fixtures: a real data directory, the real ASGI app, real SQLite."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from node.app import create_app
+from node.cli import initialise
+from node.config import load_config
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """One visitor with its own cookies, submitting forms as a browser does.
+
+    Every visitor shares the one TestClient (and so the one running app and
+    database); cookies are swapped in per request.
+    """
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.cookies = httpx.Cookies()
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        self.client.cookies = self.cookies
+        try:
+            return self.client.request(method, url, **kwargs)
+        finally:
+            self.cookies = httpx.Cookies(self.client.cookies)
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def token(self, page_url: str = "/groups") -> str:
+        found = CSRF.search(self.get(page_url).text)
+        assert found, f"no CSRF token on {page_url}"
+        return found.group(1)
+
+    def post(self, url: str, data: dict | list | None = None, *, page: str = "/groups",
+             follow: bool = False) -> httpx.Response:
+        """POST a form, with the CSRF token of ``page`` as a browser would send it."""
+        fields = list(data.items()) if isinstance(data, dict) else list(data or [])
+        fields.append(("csrf_token", self.token(page)))
+        return self.request("POST", url, data=fields, follow_redirects=follow)
+
+    def register(self, name: str, email: str, password: str = "correct horse battery") -> None:
+        response = self.post("/register", {"display_name": name, "email": email,
+                                           "password": password}, page="/register")
+        assert response.status_code == 303, response.text
+
+    def login(self, email: str, password: str = "correct horse battery") -> httpx.Response:
+        return self.post("/login", {"email": email, "password": password}, page="/login")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "node"
+
+
+@pytest.fixture
+def admin_link(data_dir: Path) -> str:
+    return initialise(data_dir, "http://testserver")
+
+
+@pytest.fixture
+def app(data_dir: Path, admin_link: str):
+    return create_app(load_config(data_dir))
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def visitor(client: TestClient):
+    """A factory of independent visitors (own cookies) of the one running app."""
+    return lambda: Browser(client)
+
+
+@pytest.fixture
+def admin(visitor, admin_link: str) -> Browser:
+    """The node's first admin, logged in through the one-time link."""
+    b = visitor()
+    path = admin_link.removeprefix("http://testserver")
+    assert b.post(path, page=path).status_code == 303
+    return b
+
+
+@pytest.fixture
+def run_db(data_dir: Path, client):
+    """Run ``fn(db)`` against the node's real database file (setup and checks)."""
+    import asyncio
+
+    from node.db import Database
+
+    def run(fn):
+        async def go():
+            db = Database(data_dir / "grassroots.db")
+            await db.open()
+            try:
+                return await fn(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(go())
+
+    return run
+
+
+@pytest.fixture
+def open_registration(run_db):
+    """Switch the node to open registration, as an admin would."""
+    from node.domain import NodeSettings, RegistrationMode
+    from node.storage.settings import save_settings
+
+    run_db(lambda db: save_settings(db, NodeSettings(registration=RegistrationMode.OPEN)))
