@@ -47,7 +47,10 @@ class Browser:
         """POST a form, with the CSRF token of ``page`` as a browser would send it."""
         fields = list(data.items()) if isinstance(data, dict) else list(data or [])
         fields.append(("csrf_token", self.token(page)))
-        return self.request("POST", url, data=fields, follow_redirects=follow)
+        form: dict[str, list[str]] = {}
+        for key, value in fields:
+            form.setdefault(key, []).append(value)
+        return self.request("POST", url, data=form, follow_redirects=follow)
 
     def register(self, name: str, email: str, password: str = "correct horse battery") -> None:
         response = self.post("/register", {"display_name": name, "email": email,
