@@ -49,7 +49,7 @@ class Browser:
         fields.append(("csrf_token", self.token(page)))
         form: dict[str, list[str]] = {}
         for key, value in fields:
-            form.setdefault(key, []).append(value)
+            form.setdefault(key, []).extend(value if isinstance(value, list) else [value])
         return self.request("POST", url, data=form, follow_redirects=follow)
 
     def register(self, name: str, email: str, password: str = "correct horse battery") -> None:
