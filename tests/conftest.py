@@ -42,7 +42,7 @@ class Browser:
         assert found, f"no CSRF token on {page_url}"
         return found.group(1)
 
-    def post(self, url: str, data: dict | list | None = None, *, page: str = "/groups",
+    def post(self, url: str, data: dict | list | None = None, *, page: str = "/login",
              follow: bool = False) -> httpx.Response:
         """POST a form, with the CSRF token of ``page`` as a browser would send it."""
         fields = list(data.items()) if isinstance(data, dict) else list(data or [])

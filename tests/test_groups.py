@@ -1,0 +1,172 @@
+"""Groups through the real app: creating, visibility, joining and roles."""
+from __future__ import annotations
+
+import pytest
+
+from node.storage import groups
+from tests.helpers import group_form
+
+SLUG = "tuesday-grief-circle"
+
+
+@pytest.fixture
+def facilitator(visitor, open_registration):
+    b = visitor()
+    b.register("Fay", "fay@example.org")
+    return b
+
+
+def create(b, **overrides) -> str:
+    r = b.post("/groups/new", group_form(**overrides), page="/groups/new")
+    assert r.status_code == 303, r.text
+    return r.headers["location"]
+
+
+def member(visitor, name: str):
+    b = visitor()
+    b.register(name, f"{name.lower()}@example.org")
+    return b
+
+
+def test_facilitator_creates_a_group_with_every_listing_field(facilitator):
+    assert create(facilitator) == f"/groups/{SLUG}"
+    page = facilitator.get(f"/groups/{SLUG}").text
+    for expected in ("Tuesday Grief Circle", "<strong>weekly</strong>", "bereavement, grief",
+                     "Leith", "12 Kirkgate", "Step-free access", "Quiet space",
+                     "What is said here stays here", "hello@grief-circle.example", "Edit group"):
+        assert expected in page
+
+
+def test_bad_group_form_keeps_values_and_stores_nothing(facilitator, run_db):
+    r = facilitator.post("/groups/new", group_form(name="", languages="english!", format="in_person",
+                                                   area="", visibility="secret"),
+                         page="/groups/new")
+    assert r.status_code == 400
+    for field in ("name", "languages", "area", "visibility"):
+        assert f'id="e-{field}"' in r.text
+    assert "A gentle peer group for anyone grieving." in r.text
+    assert run_db(lambda db: db.fetchval("SELECT count(*) FROM groups")) == 0
+
+
+def test_description_markdown_is_sanitized(facilitator):
+    create(facilitator, description='<script>alert(1)</script> [x](javascript:alert(1)) '
+                                    '<img src=x onerror=alert(1)>')
+    page = facilitator.get(f"/groups/{SLUG}").text
+    assert "<script>alert" not in page
+    assert 'href="javascript:' not in page
+    assert "<img" not in page  # raw HTML in Markdown is shown as text, never as markup
+
+
+def test_slugs_are_unique_and_never_reserved(facilitator):
+    assert create(facilitator) == f"/groups/{SLUG}"
+    assert create(facilitator) == f"/groups/{SLUG}-2"
+    assert create(facilitator, name="New") == "/groups/new-2"
+
+
+def test_a_member_cannot_edit_a_group(facilitator, visitor):
+    create(facilitator)
+    m = member(visitor, "Mo")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    assert m.get(f"/groups/{SLUG}/edit").status_code == 403
+    r = m.post(f"/groups/{SLUG}/edit", group_form(name="Hijacked"), page=f"/groups/{SLUG}")
+    assert r.status_code == 403
+    assert m.get(f"/groups/{SLUG}/members").status_code == 403
+    assert "Hijacked" not in visitor().get(f"/groups/{SLUG}").text
+
+
+def test_anonymous_visitors_are_sent_to_log_in(facilitator, visitor):
+    create(facilitator)
+    r = visitor().get("/groups/new", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_joining_an_open_group_needs_the_agreements_accepted(facilitator, visitor):
+    create(facilitator)
+    m = member(visitor, "Noor")
+    r = m.post(f"/groups/{SLUG}/join", {}, page=f"/groups/{SLUG}")
+    assert r.status_code == 400 and 'id="e-accept"' in r.text
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    assert "You are a member of this group" in m.get(f"/groups/{SLUG}").text
+
+
+def test_approval_group_join_is_a_request_the_facilitator_approves(facilitator, visitor, run_db):
+    create(facilitator, join_policy="approval")
+    m = member(visitor, "Ola")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    assert "waiting for a facilitator" in m.get(f"/groups/{SLUG}").text
+    page = facilitator.get(f"/groups/{SLUG}/members").text
+    assert "Ola" in page and "Asked to join" in page
+    ola = run_db(lambda db: db.fetchval("SELECT id FROM accounts WHERE display_name = 'Ola'"))
+    facilitator.post(f"/groups/{SLUG}/members", {"action": "approve", "account_id": str(ola)},
+                     page=f"/groups/{SLUG}/members")
+    assert "You are a member of this group" in m.get(f"/groups/{SLUG}").text
+
+
+def test_invite_group_needs_the_code(facilitator, visitor, run_db):
+    create(facilitator, join_policy="invite")
+    code = run_db(lambda db: groups.get_group(db, SLUG)).invite_code
+    m = member(visitor, "Pia")
+    r = m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes", "invite_code": "guess"},
+               page=f"/groups/{SLUG}")
+    assert r.status_code == 400 and 'id="e-invite"' in r.text
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes", "invite_code": code},
+           page=f"/groups/{SLUG}")
+    assert "You are a member of this group" in m.get(f"/groups/{SLUG}").text
+
+
+def test_promoted_co_facilitator_can_edit_and_last_facilitator_cannot_leave(
+    facilitator, visitor, run_db
+):
+    create(facilitator)
+    r = facilitator.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}")
+    assert r.status_code == 409
+    m = member(visitor, "Quin")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    quin = run_db(lambda db: db.fetchval("SELECT id FROM accounts WHERE display_name = 'Quin'"))
+    facilitator.post(f"/groups/{SLUG}/members", {"action": "make_facilitator",
+                     "account_id": str(quin)}, page=f"/groups/{SLUG}/members")
+    assert m.get(f"/groups/{SLUG}/edit").status_code == 200
+    assert facilitator.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}").status_code == 303
+    assert m.get(f"/groups/{SLUG}/members").status_code == 200
+
+
+def test_member_can_leave(facilitator, visitor):
+    create(facilitator)
+    m = member(visitor, "Rae")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    m.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}")
+    assert "Join this group" in m.get(f"/groups/{SLUG}").text
+
+
+def test_private_group_is_404_for_non_members_and_absent_everywhere(facilitator, visitor):
+    create(facilitator, visibility="private", name="Hidden Harbour", topics="grief")
+    outsider = member(visitor, "Sol")
+    for b in (visitor(), outsider):
+        assert b.get("/groups/hidden-harbour").status_code == 404
+        assert b.get("/groups/hidden-harbour/edit").status_code == 404
+        assert "Hidden Harbour" not in b.get("/groups?q=harbour").text
+        assert "Hidden Harbour" not in b.get("/groups?topic=grief").text
+        assert "Hidden Harbour" not in b.get("/").text
+        r = b.post("/groups/hidden-harbour/join", {"accept_agreements": "yes"})
+        assert r.status_code in (303, 404)
+    assert outsider.get("/groups/hidden-harbour").status_code == 404
+    # Its own facilitator still finds it.
+    assert facilitator.get("/groups/hidden-harbour").status_code == 200
+    assert "Hidden Harbour" in facilitator.get("/groups?q=harbour").text
+
+
+def test_unlisted_group_is_reachable_by_link_only(facilitator, visitor):
+    create(facilitator, visibility="unlisted", name="Quiet Room")
+    anyone = visitor()
+    assert anyone.get("/groups/quiet-room").status_code == 200
+    assert "Quiet Room" not in anyone.get("/groups").text
+    assert "Quiet Room" not in anyone.get("/groups?q=quiet").text
+
+
+def test_facilitators_see_display_names_never_emails(facilitator, visitor):
+    create(facilitator)
+    m = member(visitor, "Tam")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    page = facilitator.get(f"/groups/{SLUG}/members").text
+    assert "Tam" in page and "tam@example.org" not in page
+    assert "tam@example.org" not in visitor().get(f"/groups/{SLUG}").text
