@@ -1,0 +1,122 @@
+"""The /groups directory: every filter, free-text search, and its query plan."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from node.domain import Cost, EventDraft, Format, Visibility
+from node.storage import events, groups
+from tests.helpers import draft
+
+
+@pytest.fixture
+def listed(run_db, open_registration, visitor):
+    """Five groups with distinct attributes, created by one facilitator."""
+    b = visitor()
+    b.register("Lee", "lee@example.org")
+    lee = run_db(lambda db: db.fetchval("SELECT id FROM accounts WHERE email = 'lee@example.org'"))
+    specs = [
+        draft(name="Grief Circle Leith", summary="Loss and bereavement", topics=("grief",),
+              languages=("en",), format=Format.IN_PERSON, area="Leith", cost=Cost.FREE,
+              accessibility=("step_free", "quiet_space")),
+        draft(name="Ansiedad Juntos", summary="Apoyo mutuo", topics=("anxiety",),
+              languages=("es",), format=Format.ONLINE, cost=Cost.DONATION,
+              description="Hablamos de la ansiedad y el estrés."),
+        draft(name="New Parents Café", summary="Sleepless together", topics=("new-parents",),
+              languages=("en", "pl"), format=Format.HYBRID, area="Gorgie", cost=Cost.SLIDING_SCALE,
+              accessibility=("childcare", "step_free")),
+        draft(name="Recovery Friday", summary="Twelve-step friendly", topics=("addiction-recovery",),
+              languages=("en",), format=Format.IN_PERSON, area="leith", cost=Cost.FEE,
+              description="Sobriety, honesty and coffee."),
+        draft(name="Secret Grief", summary="private", topics=("grief",),
+              visibility=Visibility.PRIVATE),
+    ]
+
+    async def make(db):
+        ids = {}
+        for spec in specs:
+            slug = await groups.create_group(db, spec, lee)
+            ids[spec.name] = (await groups.get_group(db, slug)).id
+        soon = (datetime.now(UTC) + timedelta(days=3)).replace(tzinfo=None, second=0, microsecond=0)
+        await events.create_event(db, ids["Recovery Friday"], EventDraft(
+            title="Friday meeting", description="", starts_at=soon, duration_minutes=60,
+            timezone="UTC", rrule=None, format=Format.IN_PERSON))
+        return soon
+
+    return run_db(make)
+
+
+def names(browser, url: str) -> set[str]:
+    page = browser.get(url)
+    assert page.status_code == 200, page.text
+    return {name for name in ("Grief Circle Leith", "Ansiedad Juntos", "New Parents Café",
+                              "Recovery Friday", "Secret Grief") if name in page.text}
+
+
+def test_each_filter_narrows_the_directory(listed, visitor):
+    v = visitor()
+    assert names(v, "/groups") == {"Grief Circle Leith", "Ansiedad Juntos", "New Parents Café",
+                                   "Recovery Friday"}
+    assert names(v, "/groups?topic=grief") == {"Grief Circle Leith"}
+    assert names(v, "/groups?language=pl") == {"New Parents Café"}
+    assert names(v, "/groups?format=online") == {"Ansiedad Juntos"}
+    assert names(v, "/groups?cost=fee") == {"Recovery Friday"}
+    assert names(v, "/groups?area=LEITH") == {"Grief Circle Leith", "Recovery Friday"}
+    assert names(v, "/groups?accessibility=step_free") == {"Grief Circle Leith", "New Parents Café"}
+    assert names(v, "/groups?accessibility=step_free&accessibility=childcare") == {
+        "New Parents Café"}
+    assert names(v, "/groups?origin=local&format=hybrid") == {"New Parents Café"}
+    assert names(v, "/groups?origin=federated") == set()
+
+
+def test_free_text_search_covers_name_summary_description_and_topics(listed, visitor):
+    v = visitor()
+    assert names(v, "/groups?q=bereavement") == {"Grief Circle Leith"}
+    assert names(v, "/groups?q=estres") == {"Ansiedad Juntos"}  # accents folded
+    assert names(v, "/groups?q=sobri") == {"Recovery Friday"}  # prefix match
+    assert names(v, "/groups?q=addiction") == {"Recovery Friday"}  # topic
+    assert names(v, "/groups?q=grief+leith") == {"Grief Circle Leith"}
+    # FTS syntax in user input is treated as words, never as an error.
+    assert names(v, '/groups?q="unbalanced+OR+NEAR(*') == set()
+
+
+def test_date_range_keeps_groups_meeting_in_it(listed, visitor):
+    soon = listed
+    v = visitor()
+    day = soon.date().isoformat()
+    assert names(v, f"/groups?from={day}&to={day}") == {"Recovery Friday"}
+    later = (soon + timedelta(days=30)).date().isoformat()
+    assert names(v, f"/groups?from={later}") == set()
+
+
+def test_malformed_filters_get_a_clear_error(listed, visitor):
+    r = visitor().get("/groups?from=tomorrow&format=teleport")
+    assert r.status_code == 400
+    assert "Use a date like" in r.text and 'id="e-format"' in r.text
+
+
+def test_directory_query_uses_fts_and_indexes_not_a_scan_per_filter(listed, run_db):
+    """Filters become index lookups: the plan never scans a tag or FTS table."""
+    from node.domain import DirectoryQuery
+
+    captured: list[tuple[str, list]] = []
+
+    async def plan(db):
+        original = db.fetchall
+
+        async def spy(sql, params=()):
+            captured.append((sql, list(params)))
+            return await original(sql, params)
+
+        db.fetchall = spy
+        await groups.search_directory(db, DirectoryQuery(
+            q="grief", topic="grief", language="en", accessibility=("step_free",),
+            date_from="2026-01-01"), None)
+        sql, params = next(c for c in captured if "LIMIT" in c[0])
+        return await original("EXPLAIN QUERY PLAN " + sql, params)
+
+    details = [row["detail"] for row in run_db(plan)]
+    assert any("VIRTUAL TABLE INDEX" in d and "groups_fts" in d for d in details), details
+    for table in ("group_tags", "occurrences"):
+        assert not any(d.startswith(f"SCAN {table}") for d in details), details
