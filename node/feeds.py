@@ -1,0 +1,223 @@
+"""The node's feeds: an iCalendar (RFC 5545) calendar and an Atom (RFC 4287) feed.
+
+Pure builders from domain records to bytes. Online links, members and RSVPs
+are not among their inputs, so no feed can carry them.
+"""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from icalendar import Calendar, vRecur
+from icalendar import Event as VEvent
+
+from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
+
+if TYPE_CHECKING:
+    from node.storage.events import UpcomingMeeting
+
+PRODID = "-//Grassroots//Grassroots node//EN"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+STORED_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+# Characters XML 1.0 and iCalendar TEXT both forbid (tab and newline are kept).
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+Series = tuple[Event, Sequence[OccurrenceChange]]
+
+
+def plain(text: str) -> str:
+    """User text made safe for any feed: one kind of newline, no control bytes."""
+    return _FORBIDDEN.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def _stored(value: str) -> datetime:
+    return datetime.strptime(value, STORED_TIME).replace(tzinfo=UTC)
+
+
+def _host(public_url: str) -> str:
+    return urlsplit(public_url).hostname or "localhost"
+
+
+def _location(event: Event) -> str:
+    where = ", ".join(plain(part) for part in (event.place, event.address) if plain(part))
+    return where or ("Online" if event.format is Format.ONLINE else "")
+
+
+# iCalendar ------------------------------------------------------------------
+
+def calendar(
+    *, name: str, url: str, public_url: str, groups: Sequence[Group], series: Sequence[Series]
+) -> bytes:
+    """A calendar of meeting series: one VEVENT with RRULE and EXDATE per series,
+    one more per moved occurrence (same UID, RECURRENCE-ID), and their VTIMEZONEs.
+
+    ``series`` must belong to ``groups``; ``url`` is where this calendar is served.
+    """
+    by_id = {group.id: group for group in groups}
+    cal = Calendar.new(name=plain(name), prodid=PRODID, uid=url, url=url)
+    earliest = []
+    for event, changes in series:
+        for component in _vevents(event, changes, by_id[event.group_id], public_url):
+            cal.add_component(component)
+        earliest.append(min([event.starts_at] + [_slot_start(c) for c in changes]))
+    if earliest:
+        cal.add_missing_timezones(first_date=min(earliest).date() - timedelta(days=1))
+    return cal.to_ical()
+
+
+def _slot_start(change: OccurrenceChange) -> datetime:
+    return min(change.original_start, change.starts_at or change.original_start)
+
+
+def _vevents(
+    event: Event, changes: Sequence[OccurrenceChange], group: Group, public_url: str
+) -> list[VEvent]:
+    tz = event.tz
+    if event.rrule is None:
+        # A one-off has a single slot: a change to it changes the event itself.
+        change = next((c for c in changes if c.original_start == event.starts_at), None)
+        if change is not None and not change.cancelled and change.starts_at is not None:
+            return [_vevent(event, group, public_url, change.starts_at,
+                            change.duration_minutes, event.cancelled)]
+        cancelled = event.cancelled or (change is not None and change.cancelled)
+        return [_vevent(event, group, public_url, event.starts_at, None, cancelled)]
+    master = _vevent(event, group, public_url, event.starts_at, None, event.cancelled)
+    master.add("rrule", vRecur.from_ical(event.rrule))
+    exdates = [c.original_start.replace(tzinfo=tz) for c in changes if c.cancelled]
+    if exdates:
+        master.add("exdate", exdates)
+    found = [master]
+    for change in changes:
+        if change.cancelled or change.starts_at is None:
+            continue
+        moved = _vevent(event, group, public_url, change.starts_at, change.duration_minutes,
+                        event.cancelled)
+        moved.add("recurrence-id", change.original_start.replace(tzinfo=tz))
+        found.append(moved)
+    return found
+
+
+def _vevent(
+    event: Event,
+    group: Group,
+    public_url: str,
+    start: datetime,
+    minutes: int | None,
+    cancelled: bool,
+) -> VEvent:
+    """One VEVENT at local wall time ``start``; never the online link."""
+    page = f"{public_url}/events/{event.id}"
+    lines = [plain(group.name), plain(event.description)]
+    if event.format is not Format.IN_PERSON:
+        lines.append("The online link is shown to the group's members on the meeting page.")
+    lines.append(page)
+    updated = _stored(event.updated_at)
+    component = VEvent.new(
+        uid=f"event-{event.id}@{_host(public_url)}",
+        summary=plain(event.title),
+        description="\n\n".join(line for line in lines if line),
+        location=_location(event) or None,
+        url=page,
+        categories=list(group.topics),
+        start=start.replace(tzinfo=event.tz),
+        stamp=updated,
+        last_modified=updated,
+        created=_stored(event.created_at),
+    )
+    component.add("duration", timedelta(minutes=minutes or event.duration_minutes))
+    component.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    return component
+
+
+# Atom -----------------------------------------------------------------------
+
+def atom_feed(
+    *,
+    settings: NodeSettings,
+    public_url: str,
+    groups: Sequence[Group],
+    meetings: Sequence[UpcomingMeeting],
+) -> bytes:
+    """The node's public groups and upcoming meetings as an Atom feed."""
+    host = _host(public_url)
+    by_id = {group.id: group for group in groups}
+    entries = [_group_entry(group, settings, public_url, host) for group in groups]
+    entries += [
+        _meeting_entry(meeting, by_id.get(meeting.event.group_id), settings, public_url, host)
+        for meeting in meetings
+    ]
+    stamps = [group.updated_at for group in groups]
+    stamps += [meeting.event.updated_at for meeting in meetings]
+    feed = ET.Element("feed", {"xmlns": ATOM_NS, XML_LANG: settings.default_language})
+    _text(feed, "id", f"{public_url}/")
+    _text(feed, "title", plain(settings.name))
+    if plain(settings.description):
+        _text(feed, "subtitle", plain(settings.description))
+    _text(feed, "updated", max(stamps, default=datetime.now(UTC).strftime(STORED_TIME)))
+    _link(feed, "self", f"{public_url}/feed.atom", "application/atom+xml")
+    _link(feed, "alternate", f"{public_url}/", "text/html")
+    _author(feed, settings)
+    _text(feed, "generator", "Grassroots")
+    feed.extend(entries)
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+def _group_entry(group: Group, settings: NodeSettings, public_url: str, host: str) -> ET.Element:
+    entry = ET.Element("entry")
+    _text(entry, "id", f"tag:{host},{group.created_at[:10]}:group-{group.id}")
+    _text(entry, "title", plain(group.name))
+    _text(entry, "published", group.created_at)
+    _text(entry, "updated", group.updated_at)
+    _link(entry, "alternate", f"{public_url}/groups/{group.slug}", "text/html")
+    _author(entry, settings)
+    _categories(entry, group)
+    _text(entry, "summary", plain(group.summary) or plain(group.description))
+    return entry
+
+
+def _meeting_entry(
+    meeting: UpcomingMeeting,
+    group: Group | None,
+    settings: NodeSettings,
+    public_url: str,
+    host: str,
+) -> ET.Element:
+    event = meeting.event
+    start = _stored(meeting.starts_utc).astimezone(event.tz)
+    end = _stored(meeting.ends_utc).astimezone(event.tz)
+    when = f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({event.timezone})"
+    lines = [f"{plain(meeting.group_name)}: {when}", _location(event), plain(event.description)]
+    entry = ET.Element("entry")
+    _text(entry, "id", f"tag:{host},{event.created_at[:10]}:event-{event.id}/"
+                       f"{meeting.original_start}")
+    _text(entry, "title", f"{plain(event.title)} ({start:%a} {start.day} {start:%b, %H:%M})")
+    _text(entry, "updated", event.updated_at)
+    _link(entry, "alternate", f"{public_url}/events/{event.id}", "text/html")
+    _author(entry, settings)
+    if group is not None:
+        _categories(entry, group)
+    _text(entry, "summary", "\n\n".join(line for line in lines if line))
+    return entry
+
+
+def _text(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, tag).text = text
+
+
+def _link(parent: ET.Element, rel: str, href: str, media_type: str) -> None:
+    ET.SubElement(parent, "link", {"rel": rel, "type": media_type, "href": href})
+
+
+def _author(parent: ET.Element, settings: NodeSettings) -> None:
+    _text(ET.SubElement(parent, "author"), "name", plain(settings.name))
+
+
+def _categories(parent: ET.Element, group: Group) -> None:
+    for topic in group.topics:
+        ET.SubElement(parent, "category", {"term": plain(topic)})
