@@ -311,3 +311,25 @@ async def rsvp_list(db: Database, event_id: int, occurrence: str) -> list[tuple[
         (event_id, occurrence),
     )
     return [(r[0], RsvpStatus(r[1])) for r in rows]
+
+
+async def series_of_groups(
+    db: Database, group_ids: list[int]
+) -> list[tuple[Event, list[OccurrenceChange]]]:
+    """Every meeting series of the groups with its changed slots (calendars)."""
+    if not group_ids:
+        return []
+    marks = ",".join("?" * len(group_ids))
+    rows = await db.fetchall(
+        f"SELECT * FROM events WHERE group_id IN ({marks}) ORDER BY starts_at, id", group_ids
+    )
+    changes = await db.fetchall(
+        "SELECT x.* FROM event_exceptions x JOIN events e ON e.id = x.event_id"
+        f" WHERE e.group_id IN ({marks}) ORDER BY x.original_start",
+        group_ids,
+    )
+    by_event: dict[int, list[OccurrenceChange]] = {r["id"]: [] for r in rows}
+    for row in changes:  # a series created between the two reads is not listed
+        if row["event_id"] in by_event:
+            by_event[row["event_id"]].append(_change(row))
+    return [(_event(r), by_event[r["id"]]) for r in rows]

@@ -400,3 +400,12 @@ async def directory_choices(db: Database) -> dict[str, list[str]]:
     )
     choices["area"] = [r[0] for r in areas]
     return choices
+
+
+async def listed_local_groups(db: Database) -> list[Group]:
+    """This node's public groups with their tags, by name (feeds)."""
+    rows = await db.fetchall(
+        "SELECT * FROM groups WHERE visibility = 'public' AND origin IS NULL ORDER BY name"
+    )
+    tags = await _tags_for(db, [r["id"] for r in rows])
+    return [_group(r, tags[r["id"]]) for r in rows]
