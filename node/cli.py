@@ -3,11 +3,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import os
+import shutil
+import sqlite3
 import sys
+import tarfile
+import tempfile
+import time
+import tomllib
 from pathlib import Path
 
-from node.config import Config, is_initialised, load_config, write_config
-from node.db import Database
+from node.config import (
+    CONFIG_FILE,
+    DATABASE_FILE,
+    SECRET_FILE,
+    Config,
+    is_initialised,
+    load_config,
+    write_config,
+)
+from node.db import Database, connect_sync
+from node.domain import Account, AccountStatus
 from node.storage import accounts
 
 DEFAULT_DATA = Path("data")
@@ -77,6 +94,200 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class CommandError(Exception):
+    """Bad input to a command: its one-line message is printed, exit code 1."""
+
+
+def _config(data_dir: Path) -> Config:
+    if not is_initialised(data_dir):
+        raise CommandError(f"{data_dir} is not a Grassroots data directory "
+                           "(create one with: grassroots init --data DIR).")
+    return load_config(data_dir)
+
+
+# Admin accounts ------------------------------------------------------------
+
+async def _account_by_email(db: Database, email: str) -> Account:
+    account = await accounts.find_account(db, email)
+    if account is None:
+        raise CommandError(f"No account has the email {email}.")
+    return account
+
+
+def cmd_admin_list(args: argparse.Namespace) -> int:
+    rows = [("ID", "ADMIN", "STATUS", "CREATED", "EMAIL", "NAME")]
+    for a in asyncio.run(_with_db(_config(args.data), accounts.list_accounts)):
+        rows.append((str(a.id), "admin" if a.is_admin else "-", a.status, a.created_at[:10],
+                     a.email or "-", a.display_name))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_admin_link(args: argparse.Namespace) -> int:
+    config = _config(args.data)
+
+    async def work(db: Database) -> str:
+        if args.email:
+            account = await _account_by_email(db, args.email)
+        else:
+            account = await accounts.first_admin(db)
+            if account is None:
+                raise CommandError("This node has no admin account; name one by email.")
+        if account.status is not AccountStatus.ACTIVE:
+            raise CommandError(f"The account {account.email or account.id} is {account.status},"
+                               " so it cannot log in.")
+        return await accounts.create_login_link(db, account.id)
+
+    link = login_url(config, asyncio.run(_with_db(config, work)))
+    print(f"Log in (once, within 24 hours): {link}")
+    return 0
+
+
+def cmd_admin_grant(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> None:
+        account = await _account_by_email(db, args.email)
+        if account.status is not AccountStatus.ACTIVE:
+            raise CommandError(f"The account {args.email} is {account.status}; "
+                               "only active accounts can be admins.")
+        await accounts.set_admin(db, account.id, True)
+
+    asyncio.run(_with_db(_config(args.data), work))
+    print(f"{args.email} is now an admin.")
+    return 0
+
+
+def cmd_admin_revoke(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> None:
+        account = await _account_by_email(db, args.email)
+        if not account.is_admin:
+            raise CommandError(f"{args.email} is not an admin.")
+        if not await accounts.set_admin(db, account.id, False):
+            raise CommandError(f"{args.email} is the only active admin; "
+                               "grant another account admin first.")
+
+    asyncio.run(_with_db(_config(args.data), work))
+    print(f"{args.email} is no longer an admin.")
+    return 0
+
+
+# Backup and restore --------------------------------------------------------
+
+BACKUP_MEMBERS = (DATABASE_FILE, CONFIG_FILE, SECRET_FILE)
+
+
+def _add_file(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    info.mtime = int(time.time())
+    archive.addfile(info, io.BytesIO(data))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    config = _config(args.data)
+    target: Path = args.file
+    if target.exists():
+        raise CommandError(f"{target} exists; choose a new file name.")
+    if not config.db_path.is_file():
+        raise CommandError(f"{config.db_path} is missing; there is nothing to back up.")
+    with tempfile.TemporaryDirectory() as scratch:
+        snapshot = Path(scratch) / DATABASE_FILE
+        conn = connect_sync(config.db_path)
+        try:
+            # One consistent copy, taken beside a running node's writes.
+            conn.execute("VACUUM INTO ?", (str(snapshot),))
+        finally:
+            conn.close()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as archive:
+                _add_file(archive, DATABASE_FILE, snapshot.read_bytes())
+                for name in (CONFIG_FILE, SECRET_FILE):
+                    _add_file(archive, name, (config.data_dir / name).read_bytes())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+    print(f"Backed up {args.data} to {target}.")
+    return 0
+
+
+def _unpack_backup(archive_path: Path, into: Path) -> None:
+    """Write the archive's three files into ``into``, checking every member."""
+    try:
+        archive = tarfile.open(archive_path, mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise CommandError(f"{archive_path} is not a Grassroots backup ({e}).") from e
+    with archive:
+        try:
+            members = archive.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise CommandError(f"{archive_path} is damaged ({e}).") from e
+        names = [m.name for m in members]
+        for member in members:
+            if member.name not in BACKUP_MEMBERS or not member.isreg():
+                raise CommandError(f"{archive_path} holds an unexpected entry "
+                                   f"{member.name!r}; refusing to restore it.")
+        if sorted(names) != sorted(BACKUP_MEMBERS):
+            raise CommandError(f"{archive_path} must hold exactly "
+                               f"{', '.join(BACKUP_MEMBERS)}; it holds {', '.join(names)}.")
+        for member in members:
+            source = archive.extractfile(member)
+            fd = os.open(into / member.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out)
+
+
+def _check_restored(directory: Path) -> None:
+    try:
+        with open(directory / CONFIG_FILE, "rb") as f:
+            public_url = tomllib.load(f).get("public_url")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CommandError(f"The backup's {CONFIG_FILE} is not valid ({e}).") from e
+    if not isinstance(public_url, str):
+        raise CommandError(f"The backup's {CONFIG_FILE} has no public_url.")
+    if not (directory / SECRET_FILE).read_bytes().strip():
+        raise CommandError(f"The backup's {SECRET_FILE} is empty.")
+    uri = (directory / DATABASE_FILE).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            result = conn.execute("PRAGMA integrity_check").fetchall()
+            conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise CommandError(f"The backup's database cannot be read ({e}).") from e
+    if result != [("ok",)]:
+        raise CommandError("The backup's database fails its integrity check: "
+                           + "; ".join(row[0] for row in result[:3]))
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    source: Path = args.file
+    target: Path = args.data
+    if not source.is_file():
+        raise CommandError(f"{source} does not exist or is not a file.")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CommandError(f"{target} exists and is not empty; restore into a new directory.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Unpacked beside the target, then renamed into place: all or nothing.
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target.parent))
+    try:
+        _unpack_backup(source, staging)
+        _check_restored(staging)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.chmod(target, 0o700)
+    print(f"Restored {source} into {target}. Start it with: grassroots serve --data {target}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grassroots", description="A Grassroots community node.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,15 +305,37 @@ def parser() -> argparse.ArgumentParser:
         if name == "serve":
             cmd.add_argument("--demo", action="store_true", help="add example groups and meetings")
             cmd.add_argument("--verbose", action="store_true", help="log every request")
+        cmd.set_defaults(run=cmd_serve if name == "serve" else cmd_init)
+
+    admin = sub.add_parser("admin", help="manage accounts and admins").add_subparsers(
+        dest="verb", required=True)
+    with_data(admin.add_parser("list", help="list accounts")).set_defaults(run=cmd_admin_list)
+    link = with_data(admin.add_parser("link", help="print a one-time login link"))
+    link.add_argument("email", nargs="?", help="the account's email (default: the first admin)")
+    link.set_defaults(run=cmd_admin_link)
+    for verb, run, help_text in (("grant", cmd_admin_grant, "make an account an admin"),
+                                 ("revoke", cmd_admin_revoke, "remove an admin's rights")):
+        cmd = with_data(admin.add_parser(verb, help=help_text))
+        cmd.add_argument("email")
+        cmd.set_defaults(run=run)
+
+    for name, run, help_text in (
+        ("backup", cmd_backup, "write the data directory to a .tar.gz, even while serving"),
+        ("restore", cmd_restore, "unpack a backup into a new data directory"),
+    ):
+        cmd = with_data(sub.add_parser(name, help=help_text))
+        cmd.add_argument("file", type=Path)
+        cmd.set_defaults(run=run)
     return p
-
-
-COMMANDS = {"serve": cmd_serve, "init": cmd_init}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return args.run(args)
+    except CommandError as e:
+        print(f"grassroots: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

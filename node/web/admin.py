@@ -1,7 +1,127 @@
-from starlette.exceptions import HTTPException
+"""Admin screens: node settings, and accounts (approval, suspension, admins, invites)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from node.cli import login_url
+from node.domain import Account, AccountStatus, RegistrationMode
+from node.forms import form_values, parse_settings, text
+from node.storage import accounts as store
+from node.storage.settings import load_settings, save_settings
+from node.web.auth import require_admin
+from node.web.templating import render
+
+MAX_INVITE_USES = 100
 
 
-async def _todo(request):
-    raise HTTPException(501)
+async def settings(request: Request) -> Response:
+    await require_admin(request)
+    db = request.state.db
+    context = {"modes": list(RegistrationMode), "errors": {}, "messages": []}
+    if request.method == "GET":
+        values = asdict(await load_settings(db))
+        return await render(request, "admin_settings.html", {**context, "values": values})
+    form = await request.form()
+    new_settings, errors = parse_settings(form)
+    if new_settings is None:
+        return await render(request, "admin_settings.html",
+                            {**context, "values": form_values(form), "errors": errors},
+                            status=400)
+    await save_settings(db, new_settings)
+    # Rendered after saving, so the layout already shows the new name.
+    return await render(request, "admin_settings.html",
+                        {**context, "values": asdict(new_settings),
+                         "messages": ["The settings are saved."]})
 
-settings = accounts = _todo
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one action on the accounts page did, or why it did not."""
+
+    message: str = ""
+    problem: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    login_link: str = ""
+    link_for: str = ""
+
+
+async def accounts(request: Request) -> Response:
+    me = await require_admin(request)
+    db = request.state.db
+    outcome = Outcome()
+    values: dict[str, str] = {"uses": "1"}
+    if request.method == "POST":
+        form = await request.form()
+        action = text(form, "action")
+        if action == "invite":
+            values["uses"] = text(form, "uses")
+            outcome = await _create_invite(request, me, values["uses"])
+        else:
+            target = await _target(request, text(form, "account_id"))
+            if target is None:
+                outcome = Outcome(problem="That account does not exist any more.")
+            else:
+                outcome = await _account_action(request, me, target, action)
+                if action == "revoke" and target.id == me.id and not outcome.problem:
+                    # Without the admin right this page is closed to you.
+                    return RedirectResponse("/account", status_code=303)
+    return await render(request, "admin_accounts.html", {
+        "accounts": await store.list_accounts(db),
+        "invites": await store.list_invite_codes(db),
+        "me": me,
+        "outcome": outcome,
+        "values": values,
+        "messages": [outcome.message] if outcome.message else [],
+    }, status=400 if outcome.problem or outcome.errors else 200)
+
+
+async def _target(request: Request, raw_id: str) -> Account | None:
+    if not raw_id.isdigit():
+        return None
+    return await store.get_account(request.state.db, int(raw_id))
+
+
+async def _account_action(request: Request, me: Account, target: Account, action: str) -> Outcome:
+    """Apply one action to an account, or say why it does not apply."""
+    db = request.state.db
+    name = target.display_name
+    status = target.status
+    if action == "approve" and status is AccountStatus.PENDING:
+        await store.set_status(db, target.id, AccountStatus.ACTIVE)
+        return Outcome(message=f"{name} is approved and can now log in.")
+    if action == "reject" and status is AccountStatus.PENDING:
+        await store.delete_account(db, target.id)
+        return Outcome(message=f"The registration of {name} is rejected and removed.")
+    if action == "suspend" and status is AccountStatus.ACTIVE:
+        if target.id == me.id:
+            return Outcome(problem="You cannot suspend your own account.")
+        await store.set_status(db, target.id, AccountStatus.SUSPENDED)
+        return Outcome(message=f"{name} is suspended and logged out everywhere.")
+    if action == "unsuspend" and status is AccountStatus.SUSPENDED:
+        await store.set_status(db, target.id, AccountStatus.ACTIVE)
+        return Outcome(message=f"{name} is active again.")
+    if action == "grant" and status is AccountStatus.ACTIVE and not target.is_admin:
+        await store.set_admin(db, target.id, True)
+        return Outcome(message=f"{name} is now an admin.")
+    if action == "revoke" and target.is_admin:
+        if not await store.set_admin(db, target.id, False):
+            return Outcome(problem=f"{name} is the only active admin, and a node needs one. "
+                                   "Make someone else an admin first.")
+        return Outcome(message=f"{name} is no longer an admin.")
+    if action == "link" and status is AccountStatus.ACTIVE:
+        token = await store.create_login_link(db, target.id)
+        return Outcome(login_link=login_url(request.state.config, token), link_for=name)
+    return Outcome(problem=f"That action does not apply to {name} (account {status}).")
+
+
+async def _create_invite(request: Request, me: Account, raw_uses: str) -> Outcome:
+    if not raw_uses.isdigit() or not 1 <= int(raw_uses) <= MAX_INVITE_USES:
+        return Outcome(errors={
+            "uses": f"Enter how many people may use the code, from 1 to {MAX_INVITE_USES}."})
+    uses = int(raw_uses)
+    code = await store.create_invite_code(request.state.db, me.id, uses)
+    return Outcome(message=f"New invite code {code}, for {uses} "
+                           f"{'person' if uses == 1 else 'people'}.")
