@@ -1,0 +1,17 @@
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY node ./node
+COPY federation ./federation
+COPY templates ./templates
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 1000 --home /data --shell /usr/sbin/nologin grassroots \
+    && mkdir -p /data && chown grassroots /data
+
+USER grassroots
+VOLUME ["/data"]
+EXPOSE 8000
+# Set --url to the address people use (https://… behind a TLS proxy).
+ENTRYPOINT ["grassroots", "serve", "--data", "/data/node", "--host", "0.0.0.0", "--port", "8000"]
