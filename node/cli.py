@@ -3,27 +3,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import os
-import shutil
-import sqlite3
 import sys
-import tarfile
-import tempfile
-import time
-import tomllib
 from pathlib import Path
 
 from node.config import (
-    CONFIG_FILE,
-    DATABASE_FILE,
-    SECRET_FILE,
     Config,
     is_initialised,
     load_config,
     write_config,
 )
-from node.db import Database, connect_sync
+from node.backup import BackupError, restore_backup, write_backup
+from node.db import Database
 from node.domain import Account, AccountStatus
 from node.storage import accounts
 
@@ -39,10 +29,6 @@ async def _with_db(config: Config, work):
         await db.close()
 
 
-def login_url(config: Config, token: str) -> str:
-    return f"{config.public_url}/login/link/{token}"
-
-
 def initialise(data_dir: Path, public_url: str) -> str:
     """Create a data directory with its database and first admin; the login link."""
     write_config(data_dir, public_url)
@@ -54,7 +40,7 @@ def initialise(data_dir: Path, public_url: str) -> str:
         )
         return await accounts.create_login_link(db, admin_id)
 
-    return login_url(config, asyncio.run(_with_db(config, first_admin)))
+    return config.login_url(asyncio.run(_with_db(config, first_admin)))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -140,7 +126,7 @@ def cmd_admin_link(args: argparse.Namespace) -> int:
                                " so it cannot log in.")
         return await accounts.create_login_link(db, account.id)
 
-    link = login_url(config, asyncio.run(_with_db(config, work)))
+    link = config.login_url(asyncio.run(_with_db(config, work)))
     print(f"Log in (once, within 24 hours): {link}")
     return 0
 
@@ -172,119 +158,16 @@ def cmd_admin_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-# Backup and restore --------------------------------------------------------
-
-BACKUP_MEMBERS = (DATABASE_FILE, CONFIG_FILE, SECRET_FILE)
-
-
-def _add_file(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o600
-    info.mtime = int(time.time())
-    archive.addfile(info, io.BytesIO(data))
-
-
 def cmd_backup(args: argparse.Namespace) -> int:
-    config = _config(args.data)
-    target: Path = args.file
-    if target.exists():
-        raise CommandError(f"{target} exists; choose a new file name.")
-    if not config.db_path.is_file():
-        raise CommandError(f"{config.db_path} is missing; there is nothing to back up.")
-    with tempfile.TemporaryDirectory() as scratch:
-        snapshot = Path(scratch) / DATABASE_FILE
-        conn = connect_sync(config.db_path)
-        try:
-            # One consistent copy, taken beside a running node's writes.
-            conn.execute("VACUUM INTO ?", (str(snapshot),))
-        finally:
-            conn.close()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as archive:
-                _add_file(archive, DATABASE_FILE, snapshot.read_bytes())
-                for name in (CONFIG_FILE, SECRET_FILE):
-                    _add_file(archive, name, (config.data_dir / name).read_bytes())
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-    print(f"Backed up {args.data} to {target}.")
+    write_backup(_config(args.data), args.file)
+    print(f"Backed up {args.data} to {args.file}.")
     return 0
 
 
-def _unpack_backup(archive_path: Path, into: Path) -> None:
-    """Write the archive's three files into ``into``, checking every member."""
-    try:
-        archive = tarfile.open(archive_path, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise CommandError(f"{archive_path} is not a Grassroots backup ({e}).") from e
-    with archive:
-        try:
-            members = archive.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise CommandError(f"{archive_path} is damaged ({e}).") from e
-        names = [m.name for m in members]
-        for member in members:
-            if member.name not in BACKUP_MEMBERS or not member.isreg():
-                raise CommandError(f"{archive_path} holds an unexpected entry "
-                                   f"{member.name!r}; refusing to restore it.")
-        if sorted(names) != sorted(BACKUP_MEMBERS):
-            raise CommandError(f"{archive_path} must hold exactly "
-                               f"{', '.join(BACKUP_MEMBERS)}; it holds {', '.join(names)}.")
-        for member in members:
-            source = archive.extractfile(member)
-            fd = os.open(into / member.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(source, out)
-
-
-def _check_restored(directory: Path) -> None:
-    try:
-        with open(directory / CONFIG_FILE, "rb") as f:
-            public_url = tomllib.load(f).get("public_url")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise CommandError(f"The backup's {CONFIG_FILE} is not valid ({e}).") from e
-    if not isinstance(public_url, str):
-        raise CommandError(f"The backup's {CONFIG_FILE} has no public_url.")
-    if not (directory / SECRET_FILE).read_bytes().strip():
-        raise CommandError(f"The backup's {SECRET_FILE} is empty.")
-    uri = (directory / DATABASE_FILE).resolve().as_uri() + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        try:
-            result = conn.execute("PRAGMA integrity_check").fetchall()
-            conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as e:
-        raise CommandError(f"The backup's database cannot be read ({e}).") from e
-    if result != [("ok",)]:
-        raise CommandError("The backup's database fails its integrity check: "
-                           + "; ".join(row[0] for row in result[:3]))
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    source: Path = args.file
-    target: Path = args.data
-    if not source.is_file():
-        raise CommandError(f"{source} does not exist or is not a file.")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CommandError(f"{target} exists and is not empty; restore into a new directory.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Unpacked beside the target, then renamed into place: all or nothing.
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target.parent))
-    try:
-        _unpack_backup(source, staging)
-        _check_restored(staging)
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    os.chmod(target, 0o700)
-    print(f"Restored {source} into {target}. Start it with: grassroots serve --data {target}")
+    restore_backup(args.file, args.data)
+    print(f"Restored {args.file} into {args.data}. "
+          f"Start it with: grassroots serve --data {args.data}")
     return 0
 
 
@@ -333,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except CommandError as e:
+    except (CommandError, BackupError) as e:
         print(f"grassroots: {e}", file=sys.stderr)
         return 1
 

@@ -22,6 +22,9 @@ class Config:
     def db_path(self) -> Path:
         return self.data_dir / DATABASE_FILE
 
+    def login_url(self, token: str) -> str:
+        return f"{self.public_url}/login/link/{token}"
+
     @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")

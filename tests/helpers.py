@@ -1,6 +1,18 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
 from node.domain import Cost, Format, GroupDraft, JoinPolicy, Visibility
 
 
@@ -42,3 +54,43 @@ def draft(**overrides: object) -> GroupDraft:
     )
     values.update(overrides)
     return GroupDraft(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(data: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
+    """Run ``grassroots serve`` until it answers; yield its URL and output lines."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--port", str(port),
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                              daemon=True)
+    reader.start()
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, "".join(output) + "".join(lines.queue)
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.1)
+        while not lines.empty():
+            output.append(lines.get())
+        yield url, output
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import queue
 import re
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -13,8 +11,6 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,7 +18,7 @@ import pytest
 
 from node.domain import AccountStatus
 from node.storage import accounts
-from tests.helpers import group_form
+from tests.helpers import group_form, serving
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 LINK = re.compile(r"(https?://\S+/login/link/\S+)")
@@ -31,12 +27,6 @@ LINK = re.compile(r"(https?://\S+/login/link/\S+)")
 def grassroots(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "node.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -118,42 +108,6 @@ def test_admin_verbs_refuse_bad_input_with_one_line(admin_link, data_dir, run_db
     missing = grassroots("admin", "list", "--data", tmp_path / "nowhere")
     assert missing.returncode == 1 and "not a Grassroots data directory" in missing.stderr
     assert not (tmp_path / "nowhere").exists()
-
-
-# A real node process ---------------------------------------------------------
-
-@contextmanager
-def serving(data: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
-    """Run ``grassroots serve`` until it answers; yield its URL and output lines."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--port", str(port),
-         *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
-                              daemon=True)
-    reader.start()
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "".join(output) + "".join(lines.queue)
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.1)
-        while not lines.empty():
-            output.append(lines.get())
-        yield url, output
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def form_post(client: httpx.Client, path: str, data: dict, page: str = "/groups"):

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, field
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from node.cli import login_url
 from node.domain import Account, AccountStatus, RegistrationMode
 from node.forms import form_values, parse_settings, text
 from node.storage import accounts as store
@@ -113,7 +112,7 @@ async def _account_action(request: Request, me: Account, target: Account, action
         return Outcome(message=f"{name} is no longer an admin.")
     if action == "link" and status is AccountStatus.ACTIVE:
         token = await store.create_login_link(db, target.id)
-        return Outcome(login_link=login_url(request.state.config, token), link_for=name)
+        return Outcome(login_link=request.state.config.login_url(token), link_for=name)
     return Outcome(problem=f"That action does not apply to {name} (account {status}).")
 
 

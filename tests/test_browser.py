@@ -1,0 +1,100 @@
+"""A member's journey in a real browser against a real node process.
+
+register → find a group by filter → join → RSVP, in headless Debian Chromium.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from node.cli import initialise
+from node.db import Database
+from node.domain import EventDraft, Format, NodeSettings, RegistrationMode
+from node.storage import accounts, events, groups
+from node.storage.settings import save_settings
+from tests.helpers import draft, serving
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+async def seed(path: Path) -> None:
+    db = Database(path)
+    await db.open()
+    try:
+        await save_settings(db, NodeSettings(name="Leith Peer Support",
+                                             registration=RegistrationMode.OPEN))
+        host = await accounts.create_account(db, email="host@example.org",
+                                             display_name="Host", password_hash=None)
+        for spec in (
+            draft(name="Grief Walk", summary="Walking and talking about loss",
+                  topics=("grief",), agreements="Confidentiality, always.",
+                  accessibility=("step_free",)),
+            draft(name="Calm Minds", summary="Anxiety peer group", topics=("anxiety",)),
+        ):
+            slug = await groups.create_group(db, spec, host)
+            group = await groups.get_group(db, slug)
+            start = (datetime.now(UTC) + timedelta(days=2)).replace(
+                hour=18, minute=30, second=0, microsecond=0, tzinfo=None)
+            await events.create_event(db, group.id, EventDraft(
+                title=f"{spec.name} weekly", description="", starts_at=start,
+                duration_minutes=90, timezone="Europe/London", rrule="FREQ=WEEKLY",
+                format=Format.ONLINE, online_url="https://meet.example/secret-room",
+                capacity=8))
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def node_url(tmp_path):
+    data = tmp_path / "node"
+    initialise(data, "http://127.0.0.1")
+    asyncio.run(seed(data / "grassroots.db"))
+    with serving(data) as (url, _):
+        yield url
+
+
+def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
+    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install chromium"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(node_url + "/register")
+        page.get_by_label("Display name").fill("Robin")
+        page.get_by_label("Email").fill("robin@example.org")
+        page.get_by_label("Password").fill("a long enough password")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Find a group")).to_be_visible()
+
+        page.get_by_label("Topic", exact=True).select_option("grief")
+        page.get_by_label("Step-free access").check()
+        page.get_by_role("button", name="Show groups").click()
+        expect(page.get_by_role("heading", name="1 group found")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "directory.png"), full_page=True)
+        page.get_by_role("link", name="Grief Walk").click()
+
+        page.get_by_label("I have read and accept the group agreements").check()
+        page.get_by_role("button", name="Join this group").click()
+        expect(page.get_by_text("You are a member of this group")).to_be_visible()
+
+        page.get_by_role("link", name="Grief Walk weekly").first.click()
+        expect(page.get_by_text("https://meet.example/secret-room")).to_be_visible()
+        page.get_by_role("button", name=re.compile(r"going|^yes", re.I)).first.click()
+        expect(page.get_by_text(re.compile(r"you are going", re.I)).first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "journey.png"), full_page=True)
+
+        # Keyboard users reach the main content first.
+        page.goto(node_url + "/groups")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        browser.close()
