@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, vRecur
 from icalendar import Event as VEvent
@@ -71,6 +72,18 @@ def calendar(
     return cal.to_ical()
 
 
+def utc_until(rrule: str, tz: ZoneInfo) -> str:
+    """RFC 5545 wants UNTIL in UTC beside a DTSTART with TZID; it is stored local."""
+    parts = []
+    for part in rrule.split(";"):
+        name, _, value = part.partition("=")
+        if name.upper() == "UNTIL" and "T" in value and not value.endswith("Z"):
+            local = datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=tz)
+            value = local.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        parts.append(f"{name}={value}")
+    return ";".join(parts)
+
+
 def _slot_start(change: OccurrenceChange) -> datetime:
     return min(change.original_start, change.starts_at or change.original_start)
 
@@ -88,7 +101,7 @@ def _vevents(
         cancelled = event.cancelled or (change is not None and change.cancelled)
         return [_vevent(event, group, public_url, event.starts_at, None, cancelled)]
     master = _vevent(event, group, public_url, event.starts_at, None, event.cancelled)
-    master.add("rrule", vRecur.from_ical(event.rrule))
+    master.add("rrule", vRecur.from_ical(utc_until(event.rrule, tz)))
     exdates = [c.original_start.replace(tzinfo=tz) for c in changes if c.cancelled]
     if exdates:
         master.add("exdate", exdates)

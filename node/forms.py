@@ -5,22 +5,30 @@ wrong, and ``errors`` maps a field name to the message shown beside it.
 """
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from dateutil.rrule import rrulestr
 from starlette.datastructures import FormData
 
 from node.domain import (
     ACCESSIBILITY,
     Cost,
+    EventDraft,
     Format,
     GroupDraft,
     JoinPolicy,
     NodeSettings,
+    OccurrenceChange,
     RegistrationMode,
     Visibility,
 )
+from node.recurrence import MAX_OCCURRENCES, localize
 from node.security import MIN_PASSWORD_LENGTH
 
 Errors = dict[str, str]
@@ -183,3 +191,249 @@ def checked(values: Iterable[str] | str, option: str) -> bool:
     if isinstance(values, str):
         return values == option
     return option in values
+
+
+# Meetings ------------------------------------------------------------------
+
+LOCAL_INPUT_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")  # what datetime-local sends
+MAX_DURATION_MINUTES = 24 * 60
+MAX_CAPACITY = 10000
+# The simple repeat choices of the form, with the label people see.
+REPEATS: dict[str, str] = {
+    "none": "Does not repeat",
+    "weekly": "Every week, on the same weekday",
+    "biweekly": "Every 2 weeks, on the same weekday",
+    "monthly_weekday": "Monthly, on the same weekday of the month (e.g. the first Saturday)",
+    "monthly_day": "Monthly, on the same date",
+}
+# Meetings repeat at most daily; finer rules would flood the calendar.
+RRULE_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+RRULE_TEXT = re.compile(r"^[A-Z]+=[A-Z0-9,+-]+(;[A-Z]+=[A-Z0-9,+-]+)*$")
+WEEKDAY_CODES = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+@functools.cache
+def timezone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def local_datetime(errors: Errors, name: str, value: str, label: str) -> datetime | None:
+    """A ``datetime-local`` value as naive wall time, to the minute."""
+    for fmt in LOCAL_INPUT_FORMATS:
+        try:
+            moment = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        if 2000 <= moment.year <= 2100:
+            return moment.replace(second=0)
+        break
+    errors[name] = f"Enter {label} as a date and time, like 2026-03-03 19:00."
+    return None
+
+
+def whole_number(errors: Errors, name: str, value: str, label: str, maximum: int) -> int | None:
+    """An optional whole number from 1 to ``maximum``; empty gives None."""
+    if not value:
+        return None
+    if re.fullmatch(r"[0-9]{1,6}", value) and 1 <= int(value) <= maximum:
+        return int(value)
+    errors[name] = f"Enter {label} as a whole number from 1 to {maximum}."
+    return None
+
+
+def exists_in_zone(errors: Errors, name: str, local: datetime | None, timezone: str) -> None:
+    """Refuse a wall time skipped when the clocks go forward."""
+    if local is None:
+        return
+    if localize(local, zoneinfo.ZoneInfo(timezone)).replace(tzinfo=None) != local:
+        errors[name] = (f"{local:%H:%M} does not exist on that day in {timezone}: "
+                        "the clocks go forward. Choose another time.")
+
+
+def meeting_length(errors: Errors, form: FormData, start: datetime | None) -> int:
+    """Minutes, from the duration field or else from the end time."""
+    duration, ends_at = text(form, "duration"), text(form, "ends_at")
+    if duration:
+        minutes = whole_number(errors, "duration", duration, "the length in minutes",
+                               MAX_DURATION_MINUTES)
+        return minutes or 0
+    if not ends_at:
+        errors["duration"] = "Enter how many minutes the meeting lasts, or its end time."
+        return 0
+    try:
+        end_time = datetime.strptime(ends_at, "%H:%M").time()
+    except ValueError:
+        errors["ends_at"] = "Enter the end time like 21:00."
+        return 0
+    if start is None:
+        return 0
+    end = datetime.combine(start.date(), end_time)
+    if end <= start:  # ends after midnight
+        end += timedelta(days=1)
+    return (end - start) // timedelta(minutes=1)
+
+
+def repeat_rule(start: datetime, repeat: str) -> str | None:
+    """The RRULE of a simple repeat choice, anchored on the first meeting."""
+    day = WEEKDAY_CODES[start.weekday()]
+    nth = (start.day - 1) // 7 + 1
+    return {
+        "none": None,
+        "weekly": f"FREQ=WEEKLY;BYDAY={day}",
+        "biweekly": f"FREQ=WEEKLY;INTERVAL=2;BYDAY={day}",
+        # A fifth weekday is the last one; not every month has a fifth.
+        "monthly_weekday": f"FREQ=MONTHLY;BYDAY={nth if nth < 5 else -1}{day}",
+        "monthly_day": f"FREQ=MONTHLY;BYMONTHDAY={start.day}",
+    }[repeat]
+
+
+def rule_parts(rule: str) -> dict[str, str]:
+    return dict(part.partition("=")[::2] for part in rule.split(";"))
+
+
+def custom_rule(errors: Errors, raw: str) -> str | None:
+    """The advanced field's RRULE value, checked for shape (not yet for meaning)."""
+    rule = re.sub(r"^RRULE:", "", raw.upper())
+    if not RRULE_TEXT.match(rule):
+        errors["rrule"] = "Write one RRULE value without spaces, like FREQ=WEEKLY;BYDAY=TU."
+        return None
+    parts = rule_parts(rule)
+    if parts.get("FREQ") not in RRULE_FREQUENCIES:
+        errors["rrule"] = "Start the rule with FREQ=DAILY, WEEKLY, MONTHLY or YEARLY."
+    elif "COUNT" in parts and "UNTIL" in parts:
+        errors["rrule"] = "Use COUNT or UNTIL, not both."
+    elif parts.get("UNTIL", "").endswith("Z"):
+        errors["rrule"] = "Write UNTIL in the meeting's local time, without a Z."
+    return None if "rrule" in errors else rule
+
+
+def series_end(errors: Errors, form: FormData, rule: str, start: datetime) -> str:
+    """The UNTIL or COUNT part from the form's "until" and "count" fields."""
+    until, count = text(form, "until"), text(form, "count")
+    if not (until or count):
+        return ""
+    if until and count:
+        errors["until"] = "Give a last date or a number of meetings, not both."
+        return ""
+    if {"UNTIL", "COUNT"} & rule_parts(rule).keys():
+        errors["until"] = "The custom rule already says when the series ends."
+        return ""
+    if count:
+        number = whole_number(errors, "count", count, "the number of meetings", MAX_OCCURRENCES)
+        return f";COUNT={number}" if number else ""
+    try:
+        last = datetime.strptime(until, "%Y-%m-%d").date()
+    except ValueError:
+        errors["until"] = "Enter the last date like 2026-12-31."
+        return ""
+    if last < start.date():
+        errors["until"] = "The last date must be on or after the first meeting."
+        return ""
+    return f";UNTIL={last:%Y%m%d}T235959"
+
+
+def meeting_rule(errors: Errors, form: FormData, start: datetime | None) -> str | None:
+    """The series' RRULE (None for a one-off), checked by expanding it."""
+    repeat = text(form, "repeat") or "none"
+    advanced = text(form, "rrule")
+    if repeat not in REPEATS:
+        errors["repeat"] = "Choose how often the meeting repeats."
+        return None
+    if start is None or (repeat == "none" and not advanced):
+        return None
+    rule = custom_rule(errors, advanced) if advanced else repeat_rule(start, repeat)
+    if rule is None:
+        return None
+    rule += series_end(errors, form, rule, start)
+    field = "rrule" if advanced else "until"
+    try:
+        first = rrulestr(f"RRULE:{rule}", dtstart=start, forceset=False).after(start, inc=True)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        errors.setdefault(field, f"This repeat rule is not valid ({exc}).")
+        return None
+    if first is None:
+        errors.setdefault(field, "This repeat rule gives no meetings from the start date on.")
+    return rule
+
+
+def https_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.hostname) and not re.search(r"\s", value)
+
+
+def parse_event_form(form: FormData, kept_online_url: str = "") -> tuple[EventDraft | None, Errors]:
+    """A meeting series from the form.
+
+    ``kept_online_url`` is the stored link, used when the field comes back
+    empty because the editor (an admin who is not a member) was not shown it.
+    """
+    errors: Errors = {}
+    title = require(errors, "title", text(form, "title"), "a title", 120)
+    description = limit(errors, "description", text(form, "description"), "the description", 20000)
+    start = local_datetime(errors, "starts_at", text(form, "starts_at"), "the start")
+    duration = meeting_length(errors, form, start)
+    timezone = text(form, "timezone")
+    if timezone not in timezone_names():
+        errors["timezone"] = "Choose a time zone from the list, such as Europe/London."
+    elif "starts_at" not in errors:
+        exists_in_zone(errors, "starts_at", start, timezone)
+    rule = meeting_rule(errors, form, start)
+    event_format = choice(errors, "format", text(form, "format"), Format, "a format")
+    place = limit(errors, "place", text(form, "place"), "the place", 200)
+    address = limit(errors, "address", text(form, "address"), "the address", 300)
+    online_url = text(form, "online_url") or kept_online_url
+    if online_url and (len(online_url) > 500 or not https_url(online_url)):
+        errors["online_url"] = "Enter a full link starting with https://."
+    elif not online_url and event_format in (Format.ONLINE, Format.HYBRID):
+        errors["online_url"] = "Enter the https:// link people use to join online."
+    capacity = whole_number(errors, "capacity", text(form, "capacity"), "the capacity",
+                            MAX_CAPACITY)
+    if errors or start is None:
+        return None, errors
+    return EventDraft(
+        title=title, description=description, starts_at=start, duration_minutes=duration,
+        timezone=timezone, rrule=rule, format=event_format, place=place, address=address,
+        online_url=online_url, capacity=capacity,
+    ), errors
+
+
+def event_form_values(draft: EventDraft, show_online_url: bool) -> dict[str, Any]:
+    """A stored series in the shape the form shows it; simple rules map back to a choice."""
+    values: dict[str, Any] = {
+        "title": draft.title, "description": draft.description,
+        "starts_at": draft.starts_at.strftime("%Y-%m-%dT%H:%M"),
+        "duration": str(draft.duration_minutes), "timezone": draft.timezone,
+        "format": draft.format, "place": draft.place, "address": draft.address,
+        "online_url": draft.online_url if show_online_url else "",
+        "capacity": "" if draft.capacity is None else str(draft.capacity),
+        "repeat": "none", "rrule": "", "until": "", "count": "",
+    }
+    if draft.rrule is None:
+        return values
+    parts = rule_parts(draft.rrule)
+    until, count = parts.pop("UNTIL", ""), parts.pop("COUNT", "")
+    core = ";".join(f"{k}={v}" for k, v in parts.items())
+    simple = next((r for r in REPEATS if r != "none" and repeat_rule(draft.starts_at, r) == core),
+                  None)
+    if simple is None or (until and not until.endswith("T235959")):
+        values["rrule"] = draft.rrule
+    else:
+        values["repeat"] = simple
+        values["count"] = count
+        values["until"] = f"{until[:4]}-{until[4:6]}-{until[6:8]}" if until else ""
+    return values
+
+
+def parse_move_form(
+    form: FormData, original_start: datetime, timezone: str
+) -> tuple[OccurrenceChange | None, Errors]:
+    """One occurrence moved to a new local start (and optionally a new length)."""
+    errors: Errors = {}
+    start = local_datetime(errors, "new_start", text(form, "new_start"), "the new start")
+    exists_in_zone(errors, "new_start", start, timezone)
+    duration = whole_number(errors, "new_duration", text(form, "new_duration"),
+                            "the length in minutes", MAX_DURATION_MINUTES)
+    if errors or start is None:
+        return None, errors
+    return OccurrenceChange(original_start=original_start, cancelled=False, starts_at=start,
+                            duration_minutes=duration), errors

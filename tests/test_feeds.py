@@ -285,3 +285,14 @@ def test_control_characters_never_break_the_atom_feed(visitor, make_group):
     make_group([], name="Bell\x07 group", summary="Line\x0bfeed\x00")
     feed = parse_atom(visitor().get("/feed.atom"))
     assert entry_titles(feed) == ["Bell group"]
+
+
+def test_until_is_written_in_utc_beside_a_zoned_start():
+    from zoneinfo import ZoneInfo
+
+    from node.feeds import utc_until
+
+    london = ZoneInfo("Europe/London")
+    assert utc_until("FREQ=WEEKLY;BYDAY=TU;UNTIL=20260630T235959", london) == \
+        "FREQ=WEEKLY;BYDAY=TU;UNTIL=20260630T225959Z"  # BST is UTC+1
+    assert utc_until("FREQ=WEEKLY;COUNT=4", london) == "FREQ=WEEKLY;COUNT=4"
