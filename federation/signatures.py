@@ -1,0 +1,433 @@
+"""HTTP Signatures (draft-cavage-12) as Mastodon sends and checks them.
+
+Pure and transport-free: callers hand in method, path, headers and body.
+Verification returns named facts; `check` is the small policy over them.
+The RSA maths is always RSASSA-PKCS1-v1_5 with SHA-256, fixed by the key
+type; the client's `algorithm` parameter only decides whether we refuse.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from federation.keys import load_private_key, load_public_key
+
+MAX_HEADER_LENGTH = 8192
+MAX_PARAMETERS = 16
+MAX_SIGNED_HEADERS = 32
+MAX_SIGNATURE_BYTES = 1024  # an RSA-8192 signature
+
+# Mastodon's SignedRequest window: a signature lives 5 minutes past its date
+# (or until its signed `expires`, capped at 12 hours), with 1 hour of clock
+# skew either way. For a plain Date that is "at most 1 h ahead, at most
+# 1 h 5 min old", the issue's "about 1 h", so the two agree.
+CLOCK_SKEW = timedelta(hours=1)
+DEFAULT_LIFETIME = timedelta(minutes=5)
+MAX_LIFETIME = timedelta(hours=12)
+
+ACCEPTED_ALGORITHMS = frozenset({"rsa-sha256", "hs2019"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_PARAMETER = re.compile(rf'[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))[ \t]*(,|\Z)')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+|\((?:request-target|created|expires)\)")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+
+
+class SignatureError(ValueError):
+    """A signature is malformed or refused; the message is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class SignatureParams:
+    key_id: str
+    algorithm: str | None
+    headers: tuple[str, ...]
+    signature: bytes
+    created: int | None
+    expires: int | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What is true of one request's signature; `check` decides what it means."""
+
+    key_id: str | None
+    signed_headers: tuple[str, ...]
+    signature_valid: bool
+    digest_matches: bool | None  # None: a GET or HEAD that signs no digest
+    date_in_window: bool
+    required_headers_signed: bool
+    reason: str | None  # the first failing fact, None when all hold
+
+
+# Signing
+
+
+def digest_header(body: bytes) -> str:
+    return "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+
+
+def sign_headers(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    key_id: str,
+    private_pem: str,
+) -> dict[str, str]:
+    """The headers to set (replacing any of the same name) to sign a request.
+
+    Host and Date are kept when given. Every method but GET and HEAD gets a
+    Digest of the body and signs `(request-target) host date digest
+    content-type`; GET and HEAD sign `(request-target) host date accept`
+    (content-type and accept only when present).
+    """
+    if '"' in key_id or "\\" in key_id or _CONTROL.search(key_id):
+        raise SignatureError("key id cannot be quoted in a Signature header")
+    method = method.upper()
+    parts = urlsplit(url)
+    given = _lowercase(headers.items())
+    added = {
+        "Host": given.get("host") or parts.netloc.rpartition("@")[2],
+        "Date": given.get("date") or format_datetime(datetime.now(UTC), usegmt=True),
+    }
+    names = ["(request-target)", "host", "date"]
+    if method in _SAFE_METHODS:
+        optional = "accept"
+    else:
+        added["Digest"] = digest_header(body or b"")
+        names.append("digest")
+        optional = "content-type"
+    if optional in given:
+        names.append(optional)
+    values = given | {name.lower(): value for name, value in added.items()}
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    message = _signing_string(names, method, target, values, created=None, expires=None)
+    signature = load_private_key(private_pem).sign(message, padding.PKCS1v15(), hashes.SHA256())
+    added["Signature"] = (
+        f'keyId="{key_id}",algorithm="rsa-sha256",headers="{" ".join(names)}",'
+        f'signature="{base64.b64encode(signature).decode("ascii")}"'
+    )
+    return added
+
+
+class SignedAuth(httpx.Auth):
+    """Signs every outgoing httpx request as the actor owning `key_id`."""
+
+    requires_request_body = True
+
+    def __init__(self, key_id: str, private_pem: str) -> None:
+        self.key_id = key_id
+        self.private_pem = private_pem
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers.update(
+            sign_headers(
+                request.method, str(request.url), request.headers, request.content,
+                self.key_id, self.private_pem,
+            )
+        )
+        yield request
+
+
+# Parsing
+
+
+def parse_signature_header(value: str) -> SignatureParams:
+    """Parse a Signature header; SignatureError on anything malformed."""
+    if len(value) > MAX_HEADER_LENGTH:
+        raise SignatureError("Signature header is too long")
+    if _CONTROL.search(value):
+        raise SignatureError("Signature header contains control characters")
+    text = value.strip(" \t")
+    if text.startswith("Signature "):  # old node-http-signature adds it; Mastodon accepts it
+        text = text[len("Signature "):]
+    parameters: dict[str, str] = {}
+    position = 0
+    while position < len(text):
+        match = _PARAMETER.match(text, position)
+        if match is None:
+            raise SignatureError("Signature header is malformed")
+        name, quoted, token, separator = match.groups()
+        if name in parameters:
+            raise SignatureError(f"Signature header repeats {name[:32]}")
+        if len(parameters) == MAX_PARAMETERS:
+            raise SignatureError("Signature header has too many parameters")
+        parameters[name] = token if quoted is None else _QUOTED_PAIR.sub(r"\1", quoted)
+        position = match.end()
+        if separator == "," and position == len(text):
+            raise SignatureError("Signature header ends with a comma")
+
+    key_id = parameters.get("keyId")
+    if not key_id:
+        raise SignatureError("Signature header has no keyId")
+    encoded = parameters.get("signature")
+    if not encoded:
+        raise SignatureError("Signature header has no signature")
+    algorithm = parameters.get("algorithm")
+    names = parameters.get("headers")
+    if names is None:  # draft-cavage-12 defaults, as Mastodon reads them
+        names = "(created)" if algorithm in (None, "hs2019") else "date"
+    signed = tuple(names.lower().split())
+    if len(signed) > MAX_SIGNED_HEADERS:
+        raise SignatureError("Signature header signs too many headers")
+    if not all(_HEADER_NAME.fullmatch(name) for name in signed):
+        raise SignatureError("Signature headers parameter names an unknown field")
+    return SignatureParams(
+        key_id=key_id,
+        algorithm=algorithm,
+        headers=signed,
+        signature=_decode_signature(encoded),
+        created=_unix_time_parameter(parameters, "created"),
+        expires=_unix_time_parameter(parameters, "expires"),
+    )
+
+
+def _decode_signature(encoded: str) -> bytes:
+    if not _BASE64.fullmatch(encoded):
+        raise SignatureError("signature is not base64")
+    unpadded = encoded.rstrip("=")
+    try:
+        decoded = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
+    except binascii.Error:
+        raise SignatureError("signature is not base64") from None
+    if len(decoded) > MAX_SIGNATURE_BYTES:
+        raise SignatureError("signature is too long")
+    return decoded
+
+
+def _unix_time_parameter(parameters: Mapping[str, str], name: str) -> int | None:
+    value = parameters.get(name)
+    if value is None:
+        return None
+    if not _UNIX_TIME.fullmatch(value):
+        raise SignatureError(f"{name} is not a Unix time")
+    return int(value)
+
+
+# Verification
+
+
+def verify_request(
+    method: str,
+    path: str,
+    query: str | None,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    public_pem: str,
+    now: datetime | None = None,
+) -> Verification:
+    """Establish the facts about a request's signature against one public key.
+
+    `path` is the path exactly as sent (still percent-encoded), `query` the
+    query string without "?". `headers` may repeat names (Starlette's
+    Headers); repeats are joined with ", " as the draft says.
+    """
+    method = method.upper()
+    now = now or datetime.now(UTC)
+    received = _lowercase(headers.items())
+    raw = received.get("signature")
+    if raw is None:
+        return _unverified("request is not signed")
+    try:
+        params = parse_signature_header(raw)
+    except SignatureError as error:
+        return _unverified(str(error))
+    # A GET or HEAD has no body to match unless its sender signed a digest anyway.
+    has_digest_fact = method not in _SAFE_METHODS or "digest" in params.headers
+    required = _required_headers_reason(method, params.headers)
+    window = _date_window_reason(params, received, now)
+    digest = _digest_reason(received.get("digest"), body or b"") if has_digest_fact else None
+    signature = _signature_reason(params, method, path, query, received, public_pem)
+    return Verification(
+        key_id=params.key_id,
+        signed_headers=params.headers,
+        signature_valid=signature is None,
+        digest_matches=digest is None if has_digest_fact else None,
+        date_in_window=window is None,
+        required_headers_signed=required is None,
+        reason=required or window or digest or signature,
+    )
+
+
+def check(verification: Verification) -> None:
+    """The policy: every fact must hold (a GET or HEAD that signs no digest has no digest fact)."""
+    accepted = (
+        verification.signature_valid
+        and verification.required_headers_signed
+        and verification.date_in_window
+        and verification.digest_matches is not False
+    )
+    if not accepted:
+        raise SignatureError(verification.reason or "signature refused")
+
+
+def _unverified(reason: str) -> Verification:
+    return Verification(
+        key_id=None,
+        signed_headers=(),
+        signature_valid=False,
+        digest_matches=None,
+        date_in_window=False,
+        required_headers_signed=False,
+        reason=reason,
+    )
+
+
+def _required_headers_reason(method: str, signed: tuple[str, ...]) -> str | None:
+    if "(request-target)" not in signed:
+        return "(request-target) is not signed"
+    if "date" not in signed and "(created)" not in signed:
+        return "neither date nor (created) is signed"
+    if method in _SAFE_METHODS and "host" not in signed:
+        return "host is not signed"
+    if method == "POST" and "digest" not in signed:
+        return "digest is not signed"
+    return None
+
+
+def _date_window_reason(params: SignatureParams, headers: Mapping[str, str], now: datetime) -> str | None:
+    # Only a signed time counts: an unsigned Date or created could be rewritten by anyone.
+    try:
+        if "(created)" in params.headers:
+            created = _from_unix_time(params.created, "created")
+        elif "date" in params.headers:
+            created = _parse_http_date(headers.get("date"))
+        else:
+            return "neither date nor (created) is signed"
+        expires = _from_unix_time(params.expires, "expires") if "(expires)" in params.headers else None
+    except SignatureError as error:
+        return str(error)
+    deadline = min(expires or created + DEFAULT_LIFETIME, created + MAX_LIFETIME)
+    if created > now + CLOCK_SKEW:
+        return "signature date is more than 1 hour ahead"
+    if now > deadline + CLOCK_SKEW:
+        return "signature date is too old"
+    return None
+
+
+def _from_unix_time(value: int | None, name: str) -> datetime:
+    if value is None:
+        raise SignatureError(f"({name}) is signed but the {name} parameter is missing")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise SignatureError(f"{name} is out of range") from None
+
+
+def _parse_http_date(value: str | None) -> datetime:
+    if value is None:
+        raise SignatureError("Date header is missing")
+    try:
+        parsed = parsedate_to_datetime(value) if len(value) <= 64 else None
+    except (TypeError, ValueError, OverflowError, IndexError):
+        parsed = None
+    if parsed is None:
+        raise SignatureError("Date header is not an HTTP date")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _digest_reason(value: str | None, body: bytes) -> str | None:
+    """SHA-256 must be offered and match; other algorithms offered beside it are ignored."""
+    if value is None:
+        return "Digest header is missing"
+    if len(value) > MAX_HEADER_LENGTH:
+        return "Digest header is too long"
+    for entry in value.split(","):
+        algorithm, _, given = entry.partition("=")
+        if algorithm.strip(" \t").lower() == "sha-256":
+            expected = digest_header(body).partition("=")[2].encode("ascii")
+            if hmac.compare_digest(given.strip(" \t").encode("utf-8", "replace"), expected):
+                return None
+            return "Digest does not match the body"
+    return "Digest header has no SHA-256"
+
+
+def _signature_reason(
+    params: SignatureParams,
+    method: str,
+    path: str,
+    query: str | None,
+    headers: Mapping[str, str],
+    public_pem: str,
+) -> str | None:
+    if params.algorithm is not None and params.algorithm not in ACCEPTED_ALGORITHMS:
+        return f"unsupported signature algorithm {params.algorithm[:32]}"
+    if params.algorithm == "rsa-sha256" and {"(created)", "(expires)"} & set(params.headers):
+        return "(created) and (expires) need algorithm hs2019"
+    try:
+        key = load_public_key(public_pem)
+    except ValueError as error:
+        return f"unusable public key: {error}"
+    # Mastodon before 4.3 signed the path without its query, so both are tried.
+    targets = (f"{path}?{query}", path) if query else (path,)
+    for target in targets:
+        try:
+            message = _signing_string(params.headers, method, target, headers, params.created, params.expires)
+        except SignatureError as error:
+            return str(error)
+        try:
+            key.verify(params.signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            continue
+        return None
+    return "signature does not match"
+
+
+# Shared by signing and verifying
+
+
+def _signing_string(
+    names: Iterable[str],
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    created: int | None,
+    expires: int | None,
+) -> bytes:
+    lines = []
+    for name in names:
+        if name == "(request-target)":
+            value = f"{method.lower()} {target}"
+        elif name in ("(created)", "(expires)"):
+            number = created if name == "(created)" else expires
+            if number is None:
+                raise SignatureError(f"{name} is signed but has no value")
+            value = str(number)
+        else:
+            header = headers.get(name)
+            if header is None:
+                raise SignatureError(f"signed header {name} is missing")
+            value = header.strip(" \t")
+        if len(value) > MAX_HEADER_LENGTH:
+            raise SignatureError(f"signed header {name} is too long")
+        if _CONTROL.search(value):
+            raise SignatureError(f"signed header {name} contains control characters")
+        lines.append(f"{name}: {value}")
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
+def _lowercase(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names folded to lower case; a repeated header's values joined with ", "."""
+    folded: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        folded[key] = f"{folded[key]}, {value}" if key in folded else value
+    return folded
