@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import httpx
 import idna
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -82,3 +83,22 @@ def normalise_host(host: str) -> str:
             except idna.IDNAError as error:
                 raise ValueError(f"invalid host name {host!r}: {error}") from None
     return name
+
+
+def url_host(url: str) -> str:
+    """The host a URL belongs to in every origin comparison.
+
+    The host name through `normalise_host`, with `:port` when the port is not
+    the scheme's default, so two development nodes on one loopback address
+    are two hosts. ValueError for anything but an http(s) URL with a host.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise ValueError(f"not a URL: {str(url)[:100]!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an http(s) URL: {str(url)[:100]!r}")
+    host = normalise_host(parsed.host)
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return host if parsed.port is None else f"{host}:{parsed.port}"

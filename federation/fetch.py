@@ -260,10 +260,10 @@ class Fetcher:
             async with asyncio.timeout(self.deadline):
                 return await exchange
         except (TimeoutError, httpx.TimeoutException):
-            raise Timeout(f"no complete answer from {_host_of(url)} "
+            raise Timeout(f"no complete answer from {host_of(url)} "
                           f"within {self.deadline:g} s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as error:  # InvalidURL: from a bad Location
-            raise FetchError(f"{type(error).__name__} from {_host_of(url)}: {error}") from None
+            raise FetchError(f"{type(error).__name__} from {host_of(url)}: {error}") from None
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str],
                     auth: httpx.Auth | None) -> PostResponse:
@@ -350,7 +350,8 @@ async def _read_up_to(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)[:limit]
 
 
-def _host_of(url: str) -> str:
+def host_of(url: str) -> str:
+    """The host name of a URL for log lines (never the path), or '?'."""
     try:
         return httpx.URL(url).host or "?"
     except httpx.InvalidURL:

@@ -15,16 +15,21 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from federation import runner
+from federation import web as federation_web
+from federation.context import Federation
+from federation.documents import Urls
+from federation.fetch import Fetcher
 from node.config import Config
 from node.db import Database
 from node.security import FailureLimiter
 from node.storage.events import refresh_occurrences
-from node.web import accounts, admin, directory, events, feeds, groups
+from node.web import accounts, admin, directory, events, feeds, groups, peers
 from node.web.auth import LoginRequired
 from node.web.middleware import CSRFProtect, SecurityHeaders
 from node.web.templating import TEMPLATES_DIR, render
 
-ROUTES = [
+ROUTES = federation_web.ROUTES + [
     Route("/", directory.home),
     Route("/groups", directory.groups_page),
     Route("/groups/new", groups.create, methods=["GET", "POST"]),
@@ -50,6 +55,7 @@ ROUTES = [
     Route("/account/delete", accounts.delete, methods=["GET", "POST"]),
     Route("/admin/settings", admin.settings, methods=["GET", "POST"]),
     Route("/admin/accounts", admin.accounts, methods=["GET", "POST"]),
+    Route("/admin/peers", peers.admin_peers, methods=["GET", "POST"]),
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
 ]
 
@@ -78,7 +84,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: Config, dev: bool = False) -> Starlette:
+    """The node; ``dev`` lets it federate with http:// and private-address peers."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         db = Database(config.db_path)
@@ -91,10 +98,15 @@ def create_app(config: Config) -> Starlette:
                 await refresh_occurrences(db)
 
         refresher = asyncio.create_task(keep_horizon())
+        fetcher = Fetcher(allow_private=dev)
+        federation = Federation(db, fetcher, Urls(config.public_url), dev)
+        background = runner.start(federation)
         try:
             yield {
                 "db": db,
                 "config": config,
+                "fetcher": fetcher,
+                "federation": federation,
                 # (per account, per address): failed logins in a 15-minute window
                 "login_limits": (FailureLimiter(5, 900), FailureLimiter(30, 900)),
             }
@@ -102,6 +114,8 @@ def create_app(config: Config) -> Starlette:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await runner.stop(background)
+            await fetcher.aclose()
             await db.close()
 
     middleware = [
@@ -113,7 +127,8 @@ def create_app(config: Config) -> Starlette:
             same_site="lax",
             https_only=config.secure_cookies,
         ),
-        Middleware(CSRFProtect),
+        Middleware(CSRFProtect, exempt=federation_web.is_inbox),
+        Middleware(federation_web.ActivityPubNegotiation),
     ]
     return Starlette(
         routes=ROUTES,

@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("Added demo groups and meetings.", flush=True)
     print(f"Serving {config.public_url} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
-        create_app(config),
+        create_app(config, dev=args.dev),
         host=args.host,
         port=args.port,
         log_level="info" if args.verbose else "warning",
@@ -171,6 +171,65 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+# Peers ---------------------------------------------------------------------
+
+PEER_VERBS = {
+    "follow": "follow a peer node (URL or domain)",
+    "unfollow": "stop following a peer; its listings are removed",
+    "approve": "let a peer that asked follow this node",
+    "reject": "refuse a peer's follow request",
+    "block": "refuse everything from a domain and remove its listings",
+    "unblock": "lift a block",
+}
+
+
+async def _peer_action(config: Config, verb: str, target: str, dev: bool) -> str:
+    from federation import peers
+    from federation.context import Federation
+    from federation.documents import Urls
+    from federation.fetch import Fetcher
+
+    db = Database(config.db_path)
+    await db.open()
+    try:
+        async with Fetcher(allow_private=dev) as fetcher:
+            fed = Federation(db, fetcher, Urls(config.public_url), dev)
+            try:
+                result = await getattr(peers, verb)(fed, target)
+            except peers.PeerError as e:
+                raise CommandError(str(e)) from e
+    finally:
+        await db.close()
+    if verb == "follow":
+        return f"Asked {result.host} to be followed; its admin approves or rejects it."
+    if verb in ("unfollow", "block"):
+        return f"Done; {result} listing(s) from that peer removed."
+    return "Done."
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    print(asyncio.run(_peer_action(_config(args.data), args.verb, args.target, args.dev)))
+    return 0
+
+
+def cmd_peers_list(args: argparse.Namespace) -> int:
+    from federation import store
+
+    async def work(db: Database):
+        return await store.list_peers(db), await store.blocked_domains(db)
+
+    peers, blocked = asyncio.run(_with_db(_config(args.data), work))
+    rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "QUEUED", "FAILED")]
+    rows += [(p.host, p.following, p.follower, p.last_success_at or "-", str(p.queued),
+              str(p.failed)) for p in peers]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for name in blocked:
+        print(f"blocked: {name}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grassroots", description="A Grassroots community node.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +247,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "serve":
             cmd.add_argument("--demo", action="store_true", help="add example groups and meetings")
             cmd.add_argument("--verbose", action="store_true", help="log every request")
+            cmd.add_argument("--dev", action="store_true",
+                             help="allow http:// and private-address peers (local testing)")
         cmd.set_defaults(run=cmd_serve if name == "serve" else cmd_init)
 
     admin = sub.add_parser("admin", help="manage accounts and admins").add_subparsers(
@@ -201,6 +262,17 @@ def parser() -> argparse.ArgumentParser:
         cmd = with_data(admin.add_parser(verb, help=help_text))
         cmd.add_argument("email")
         cmd.set_defaults(run=run)
+
+    peers = sub.add_parser("peers", help="federate with other nodes").add_subparsers(
+        dest="verb", required=True)
+    with_data(peers.add_parser("list", help="list peers and their state")).set_defaults(
+        run=cmd_peers_list)
+    for verb, help_text in PEER_VERBS.items():
+        cmd = with_data(peers.add_parser(verb, help=help_text))
+        cmd.add_argument("target", metavar="DOMAIN" if "block" in verb else "URL")
+        cmd.add_argument("--dev", action="store_true",
+                         help="allow http:// and private-address peers (local testing)")
+        cmd.set_defaults(run=cmd_peers)
 
     for name, run, help_text in (
         ("backup", cmd_backup, "write the data directory to a .tar.gz, even while serving"),

@@ -150,10 +150,16 @@ class Group:
     languages: tuple[str, ...] = ()
     accessibility: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
+    url: str | None = None  # a federated listing's page on its origin node
 
     @property
     def is_local(self) -> bool:
         return self.origin is None
+
+    @property
+    def page(self) -> str:
+        """Where people read more and join: here, or on the group's own node."""
+        return f"/groups/{self.slug}" if self.origin is None else (self.url or "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,20 +56,21 @@ def draft(**overrides: object) -> GroupDraft:
     return GroupDraft(**values)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 @contextmanager
-def serving(data: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
+def serving(data: Path, *extra: str, host: str = "127.0.0.1",
+            port: int | None = None) -> Iterator[tuple[str, list[str]]]:
     """Run ``grassroots serve`` until it answers; yield its URL and output lines."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = port or free_port(host)
+    url = f"http://{host}:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--port", str(port),
-         *extra],
+        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--host", host,
+         "--port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()

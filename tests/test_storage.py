@@ -32,7 +32,7 @@ def test_a_node_made_by_an_older_version_upgrades_in_place(tmp_path):
         " 'public', 'open', 'in_person', 'free', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z')"
     )
     conn.execute("INSERT INTO group_tags VALUES (1, 'topic', 'loneliness')")
-    assert migrate(conn) == [2]
+    assert migrate(conn) == [v for v, _, _ in migration_files() if v > 1]
     hits = conn.execute("SELECT rowid FROM groups_fts WHERE groups_fts MATCH 'loneliness'")
     assert [r[0] for r in hits] == [1]
     conn.close()

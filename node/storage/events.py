@@ -18,6 +18,7 @@ from node.domain import (
     occurrence_key,
 )
 from node.recurrence import expand
+from node.storage.changes import record_change
 from node.storage.rsvps import fill_from_waitlist, release_rsvp, take_rsvp
 
 # Occurrences kept expanded in SQL, for date filters and "next meetings".
@@ -116,6 +117,7 @@ async def create_event(db: Database, group_id: int, draft: EventDraft) -> int:
         )
         event_id = cursor.lastrowid
         await _materialise(conn, event_id, datetime.now(UTC))
+        await record_change(conn, "event", event_id)
     return event_id
 
 
@@ -129,6 +131,7 @@ async def update_event(db: Database, event_id: int, draft: EventDraft) -> None:
             _draft_values(draft) + (timestamp(), event_id),
         )
         await _materialise(conn, event_id, datetime.now(UTC))
+        await record_change(conn, "event", event_id)
         cursor = await conn.execute(
             "SELECT DISTINCT occurrence FROM rsvps WHERE event_id = ? AND status = 'waitlist'",
             (event_id,),
@@ -145,11 +148,13 @@ async def set_cancelled(db: Database, event_id: int, cancelled: bool) -> None:
             (int(cancelled), timestamp(), event_id),
         )
         await _materialise(conn, event_id, datetime.now(UTC))
+        await record_change(conn, "event", event_id)
 
 
 async def delete_event(db: Database, event_id: int) -> None:
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+        await record_change(conn, "event", event_id)
 
 
 async def change_occurrence(db: Database, event_id: int, change: OccurrenceChange) -> None:
@@ -168,7 +173,7 @@ async def change_occurrence(db: Database, event_id: int, change: OccurrenceChang
                 change.duration_minutes,
             ),
         )
-        await _materialise(conn, event_id, datetime.now(UTC))
+        await _slot_changed(conn, event_id)
 
 
 async def restore_occurrence(db: Database, event_id: int, original_start: datetime) -> None:
@@ -177,7 +182,14 @@ async def restore_occurrence(db: Database, event_id: int, original_start: dateti
             "DELETE FROM event_exceptions WHERE event_id = ? AND original_start = ?",
             (event_id, occurrence_key(original_start)),
         )
-        await _materialise(conn, event_id, datetime.now(UTC))
+        await _slot_changed(conn, event_id)
+
+
+async def _slot_changed(conn: aiosqlite.Connection, event_id: int) -> None:
+    """A changed occurrence is a change of the series (its ``updated`` moves)."""
+    await conn.execute("UPDATE events SET updated_at = ? WHERE id = ?", (timestamp(), event_id))
+    await _materialise(conn, event_id, datetime.now(UTC))
+    await record_change(conn, "event", event_id)
 
 
 async def refresh_occurrences(db: Database) -> None:
@@ -246,7 +258,7 @@ async def upcoming_meetings(
 ) -> list[UpcomingMeeting]:
     """The next occurrences from the expanded table, soonest first.
 
-    ``listed_only`` keeps to public groups (home page, feeds); a group page
+    ``listed_only`` keeps to this node's public groups (home page, feeds); a group page
     asks for its own meetings whatever its visibility.
     """
     where = ["o.ends_utc >= ?"]
@@ -255,7 +267,7 @@ async def upcoming_meetings(
         where.append("o.group_id = ?")
         params.append(group_id)
     if listed_only:
-        where.append("g.visibility = 'public'")
+        where.append("g.visibility = 'public' AND g.origin IS NULL")
     rows = await db.fetchall(
         "SELECT e.*, o.original_start, o.starts_utc, o.ends_utc, g.slug AS group_slug,"
         " g.name AS group_name FROM occurrences o JOIN events e ON e.id = o.event_id"

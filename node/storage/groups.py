@@ -24,6 +24,7 @@ from node.domain import (
     Visibility,
 )
 from node.security import new_token
+from node.storage.changes import record_change
 from node.storage.rsvps import release_rsvp
 
 PAGE_SIZE = 20
@@ -60,6 +61,7 @@ def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
         origin=row["origin"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        url=row["url"],
         **{TAG_FIELDS[kind]: tuple(values) for kind, values in tags.items()},
     )
 
@@ -126,6 +128,7 @@ async def create_group(db: Database, draft: GroupDraft, facilitator_id: int) -> 
         )
         group_id = cursor.lastrowid
         await _write_listing(conn, group_id, draft)
+        await record_change(conn, "group", group_id)
         await conn.execute(
             "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
             " VALUES (?, ?, 'facilitator', 'active', ?)",
@@ -143,6 +146,7 @@ async def update_group(db: Database, group_id: int, draft: GroupDraft) -> None:
             _listing_values(draft) + (timestamp(), group_id),
         )
         await _write_listing(conn, group_id, draft)
+        await record_change(conn, "group", group_id)
 
 
 async def new_invite_code(db: Database, group_id: int) -> str:
@@ -170,6 +174,7 @@ async def delete_group(db: Database, group_id: int) -> None:
     async with db.transaction() as conn:
         await conn.execute("DELETE FROM groups_fts WHERE rowid = ?", (group_id,))
         await conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+        await record_change(conn, "group", group_id)
 
 
 # Memberships ---------------------------------------------------------------

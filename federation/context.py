@@ -1,0 +1,20 @@
+"""What the federation side needs at hand: database, fetcher, URLs, mode."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from federation.documents import Urls
+from federation.fetch import Fetcher
+from node.db import Database
+
+
+@dataclass(slots=True)
+class Federation:
+    db: Database
+    fetcher: Fetcher
+    urls: Urls
+    # --dev: http:// and loopback/private peers are allowed (local testing only).
+    dev: bool = False
+    wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_inbox: asyncio.Event = field(default_factory=asyncio.Event)

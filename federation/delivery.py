@@ -1,0 +1,184 @@
+"""The outgoing delivery worker: claim due rows, POST each signed, record the answer.
+
+A delivery row moves ``queued -> sent`` only on the peer's 2xx, ``queued ->
+failed`` when the peer refuses it or has failed for 3 days, and otherwise stays
+``queued`` with a later ``next_attempt_at`` (see ``federation.retry``). A crash
+between claim and answer leaves the row queued and leased; when the lease ends
+it is due again.
+
+A peer that stops answering is held: once it says "not now", its other queued
+deliveries wait until that row's retry time, when the oldest goes first as the
+probe; the peer's first 2xx makes the rest due at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+
+from federation import store
+from federation.fetch import Fetcher, FetchError, host_of
+from federation.retry import Answer, next_attempt, sort_answer
+from federation.signatures import SignedAuth
+from node.db import Database
+
+CONTENT_TYPE = "application/activity+json"
+POLL_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One POST's result as the worker acts on it."""
+
+    outcome: str                # sent | failed | retry
+    status: int | None
+    retry_after: str | None
+    hold_until: str | None      # set when the peer said "not now"
+
+
+class DeliveryWorker:
+    """Sends queued deliveries; one ``run_once`` is one cycle, ``run_forever`` the loop.
+
+    Each inbox's rows go one after another, oldest first (peers apply
+    activities in arrival order); different inboxes go side by side.
+    """
+
+    def __init__(self, db: Database, fetcher: Fetcher,
+                 key_id_for: Callable[[str], Awaitable[str]], concurrency: int = 8,
+                 lease_seconds: float = 120) -> None:
+        # A lease (stored to the second) must outlast a whole exchange, or a
+        # second worker could send the same row while the first still waits.
+        if lease_seconds <= fetcher.deadline + 1:
+            raise ValueError("lease_seconds must exceed the fetcher's deadline by over 1 s")
+        self._db = db
+        self._fetcher = fetcher
+        self._key_id_for = key_id_for
+        self._lease_seconds = lease_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def run_once(self, limit: int = 64) -> int:
+        """Claim up to ``limit`` due deliveries and try each; the number claimed."""
+        claimed_at = time.monotonic()
+        claimed = await store.claim_deliveries(self._db, self._lease_seconds, limit)
+        by_inbox: dict[str, list[store.Delivery]] = {}
+        for row in claimed:
+            by_inbox.setdefault(row.inbox, []).append(row)
+        await asyncio.gather(*(self._deliver_to(inbox, rows, claimed_at)
+                               for inbox, rows in by_inbox.items()))
+        return len(claimed)
+
+    async def run_forever(self, wake: asyncio.Event) -> None:
+        """Cycle while work is due; otherwise wait for ``wake`` or the poll interval."""
+        while True:
+            wake.clear()
+            try:
+                claimed = await self.run_once()
+            except Exception:
+                log.warning("delivery cycle failed", exc_info=True)
+                claimed = 0
+            if claimed == 0:
+                try:
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+
+    async def _deliver_to(self, inbox: str, rows: list[store.Delivery],
+                          claimed_at: float) -> None:
+        """The inbox's rows in order; the first "not now" holds the rest."""
+        sent = held = False
+        try:
+            for index, row in enumerate(rows):
+                async with self._slots:
+                    # Rows left leased here are due again when the lease ends.
+                    if time.monotonic() - claimed_at + self._fetcher.deadline + 1 \
+                            > self._lease_seconds:
+                        break
+                    attempt = await self._attempt(row)
+                if attempt is None:
+                    continue
+                sent = sent or attempt.outcome == "sent"
+                if attempt.hold_until is not None:
+                    held = True
+                    await self._hold(inbox, rows[index + 1:], attempt.hold_until, attempt)
+                    break
+            if sent:
+                await store.note_success(self._db, inbox)
+                if not held:  # a held peer recovers by itself on its first success
+                    await store.make_inbox_due(self._db, inbox)
+        except Exception:
+            log.warning("deliveries to %s: unexpected error", host_of(inbox), exc_info=True)
+
+    async def _attempt(self, row: store.Delivery) -> _Attempt | None:
+        """One signed POST and its recorded outcome; None if it could not be made."""
+        try:
+            status, retry_after, error = await self._post(row)
+            now = datetime.now(UTC)
+            decision = next_attempt(row.attempts, _parse(row.created_at), now, status,
+                                    retry_after)
+            retry_at = None
+            if decision.outcome == "retry":
+                retry_at = _stamp_after(now, decision.delay_seconds)
+            if decision.outcome == "sent":
+                error = None
+            else:
+                error = decision.reason if error is None else f"{decision.reason} ({error})"
+            await store.finish_delivery(
+                self._db, row.id, state="queued" if retry_at else decision.outcome,
+                status=status, error=error, retry_at=retry_at)
+        except Exception:  # the row stays leased and is due again when the lease ends
+            log.warning("delivery %d to %s: unexpected error", row.id, host_of(row.inbox),
+                        exc_info=True)
+            return None
+        log.debug("delivery %d to %s: %s", row.id, host_of(row.inbox), decision.reason)
+        hold_until = None
+        if sort_answer(status) in (Answer.THROTTLED, Answer.UNAVAILABLE):
+            # When this row gave up, the peer is still held as for a fresh row.
+            hold_until = retry_at or _stamp_after(
+                now, next_attempt(row.attempts, now, now, status, retry_after).delay_seconds)
+        return _Attempt(decision.outcome, status, retry_after, hold_until)
+
+    async def _post(self, row: store.Delivery) -> tuple[int | None, str | None, str | None]:
+        """(status, Retry-After, error): status None when no answer came."""
+        key = await store.key_for(self._db, row.signer)
+        auth = SignedAuth(await self._key_id_for(row.signer), key.private_pem)
+        try:
+            response = await self._fetcher.post(
+                row.inbox, row.body.encode("utf-8"), {"Content-Type": CONTENT_TYPE}, auth=auth)
+        except FetchError as failure:
+            return None, None, failure.reason
+        return response.status, response.headers.get("retry-after"), None
+
+    async def _hold(self, inbox: str, waiting: list[store.Delivery], until: str,
+                    answer: _Attempt) -> None:
+        """Rows not tried wait for the peer, except those past giving up, which fail."""
+        now = datetime.now(UTC)
+        release = []
+        for row in waiting:
+            decision = next_attempt(row.attempts, _parse(row.created_at), now, answer.status,
+                                    answer.retry_after)
+            if decision.outcome == "failed":
+                await store.finish_delivery(self._db, row.id, state="failed", status=None,
+                                            error=f"{decision.reason} (peer failing)")
+            else:
+                release.append(row.id)
+        await store.hold_inbox(self._db, inbox, until, release)
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.strptime(stamp, store.UTC_FORMAT).replace(tzinfo=UTC)
+
+
+def _stamp_after(now: datetime, seconds: float | None) -> str:
+    """``now`` plus ``seconds``, rounded up to the stored whole second (never early)."""
+    moment = now + timedelta(seconds=seconds or 0)
+    return store.at(datetime.fromtimestamp(math.ceil(moment.timestamp()), UTC))
+
+

@@ -1,0 +1,257 @@
+"""Applying verified inbound activities: one small function per type.
+
+The inbox has already checked the signature, that the key belongs to the
+actor and that ids are on the actor's host. Here each activity is applied
+idempotently through the node's listing functions; unknown types are
+ignored. Objects given only by id are fetched from their own origin.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from federation import store
+from federation.addresses import url_host
+from federation.context import Federation
+from federation.documents import AS_PUBLIC, activity
+from federation.fetch import FetchError
+from federation.local import federated_group, group_owner, node_auth
+from federation.objects import ObjectError, first_id, parse_event, parse_group
+from node.storage import remote
+
+log = logging.getLogger(__name__)
+
+MAX_BACKFILL_PAGES = 20
+MAX_BACKFILL_ITEMS = 2000
+
+
+class Ignored(Exception):
+    """The activity is valid but has nothing to do here (logged, not retried)."""
+
+
+def host_of(url: str | None) -> str:
+    """The origin host of a URL (with a non-default port), or "" if it has none."""
+    try:
+        return url_host(url or "")
+    except ValueError:
+        return ""
+
+
+Handler = Callable[[Federation, dict[str, Any], str, str], Awaitable[None]]
+
+
+async def apply(fed: Federation, act: dict[str, Any], sender: str, host: str) -> bool:
+    """Apply one activity from ``sender`` (an actor on ``host``); False if ignored."""
+    handler = HANDLERS.get(act.get("type"))
+    if handler is None:
+        return False
+    try:
+        await handler(fed, act, sender, host)
+    except (Ignored, ObjectError) as e:
+        log.info("ignored %s %s: %s", act.get("type"), act.get("id"), e)
+        return False
+    return True
+
+
+# Follows ----------------------------------------------------------------------
+
+async def on_follow(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    target = first_id(act.get("object"))
+    actor = await store.get_actor(fed.db, sender)
+    if actor is None:
+        raise Ignored("unknown actor")
+    if target == fed.urls.node_actor:
+        await store.save_peer(fed.db, host, actor.id, actor.delivery_inbox, actor.outbox)
+        peer = await store.get_peer(fed.db, host)
+        if peer.follower == "approved":  # a repeated Follow is answered again
+            await answer_follow(fed, peer.host, "Accept", act["id"])
+        else:
+            await store.set_follower(fed.db, host, "pending", act["id"])
+        return
+    if target and target.startswith(fed.urls.base + "/groups/"):
+        group = await federated_group(fed, target.removeprefix(fed.urls.base + "/groups/"))
+        if group is None:
+            raise Ignored("follow of a group that is not public")
+        # Public groups accept followers at once, as Mastodon expects of Group actors.
+        await store.add_group_follower(fed.db, group.id, actor.id, actor.delivery_inbox,
+                                       act["id"])
+        group_url = fed.urls.group(group.slug)
+        reply = activity(fed.urls.new_activity(), "Accept", group_url,
+                         {"id": act["id"], "type": "Follow", "actor": actor.id,
+                          "object": group_url}, to=[actor.id])
+        await store.publish(fed.db, reply, group_owner(group), [actor.inbox])
+        fed.wake_delivery.set()
+        return
+    raise Ignored("follow of something that is not ours")
+
+
+async def answer_follow(fed: Federation, host: str, kind: str, follow_id: str) -> None:
+    """Accept or Reject a peer node's Follow of this node's actor."""
+    peer = await store.get_peer(fed.db, host)
+    reply = activity(fed.urls.new_activity(), kind, fed.urls.node_actor,
+                     {"id": follow_id, "type": "Follow", "actor": peer.actor_id,
+                      "object": fed.urls.node_actor}, to=[peer.actor_id])
+    await store.publish(fed.db, reply, "node", [peer.inbox])
+    fed.wake_delivery.set()
+
+
+async def _our_follow(fed: Federation, act: dict[str, Any], host: str):
+    peer = await store.get_peer(fed.db, host)
+    follow_id = first_id(act.get("object"))
+    if peer is None or not follow_id or follow_id != peer.follow_id:
+        raise Ignored("not an answer to our follow")
+    return peer
+
+
+async def on_accept(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    peer = await _our_follow(fed, act, host)
+    await store.set_following(fed.db, host, "accepted")
+    if peer.outbox:
+        await backfill(fed, peer.outbox, host)
+
+
+async def on_reject(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    await _our_follow(fed, act, host)
+    await store.set_following(fed.db, host, "rejected")
+    await remote.remove_listings_of(fed.db, host)
+
+
+async def on_undo(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    inner = act.get("object")
+    if not isinstance(inner, dict) or inner.get("type") != "Follow":
+        raise Ignored("only an undone Follow means something here")
+    if first_id(inner.get("actor")) not in (None, sender):
+        raise Ignored("an Undo of someone else's Follow")
+    target = first_id(inner.get("object"))
+    if target == fed.urls.node_actor:
+        await store.set_follower(fed.db, host, "none")
+    elif target and target.startswith(fed.urls.base + "/groups/"):
+        group = await federated_group(fed, target.removeprefix(fed.urls.base + "/groups/"))
+        if group is not None:
+            await store.remove_group_follower(fed.db, group.id, sender)
+
+
+# Listings ------------------------------------------------------------------------
+
+async def _object(fed: Federation, obj: Any, host: str) -> dict[str, Any]:
+    """The object itself, fetched from its origin when given by id."""
+    object_id = first_id(obj)
+    if object_id is None or host_of(object_id) != host:
+        raise Ignored("object is not on the sender's host")
+    if isinstance(obj, dict) and obj.get("type") not in (None, "Link"):
+        return obj
+    try:
+        fetched = await fed.fetcher.get_json(object_id, auth=await node_auth(fed))
+    except FetchError as e:
+        raise Ignored(f"object could not be fetched: {e.reason}") from e
+    return fetched.document
+
+
+async def _following(fed: Federation, host: str) -> None:
+    peer = await store.get_peer(fed.db, host)
+    if peer is None or peer.following != "accepted":
+        raise Ignored("listings only come from peers this node follows")
+
+
+async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    await _following(fed, host)
+    obj = await _object(fed, act.get("object"), host)
+    if AS_PUBLIC not in _audience(obj) and obj.get("type") == "Event":
+        raise Ignored("only public meetings are listed")
+    if obj.get("type") == "Group":
+        await _upsert_group(fed, obj, host)
+    elif obj.get("type") == "Event":
+        group_id = first_id(obj.get("attributedTo"))
+        if host_of(group_id) != host:
+            raise Ignored("meeting attributed to a group on another host")
+        local_group = await remote.remote_group_id(fed.db, group_id)
+        if local_group is None:
+            local_group = await _upsert_group(fed, await _object(fed, group_id, host), host)
+        draft, changes, cancelled = parse_event(obj)
+        await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
+                                         url=first_id(obj.get("url")) or obj["id"],
+                                         draft=draft, changes=changes, cancelled=cancelled)
+    else:
+        raise Ignored(f"{obj.get('type')} objects are not listed")
+
+
+def _audience(obj: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for field in ("to", "cc"):
+        value = obj.get(field)
+        found += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return found
+
+
+async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str) -> int:
+    username, draft = parse_group(obj)
+    return await remote.upsert_remote_group(
+        fed.db, origin=host, ap_id=obj["id"], url=first_id(obj.get("url")) or obj["id"],
+        username=username, draft=draft)
+
+
+async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    object_id = first_id(act.get("object"))
+    if object_id is None or host_of(object_id) != host:
+        raise Ignored("delete of an object on another host")
+    if not await remote.delete_remote(fed.db, object_id, host):
+        raise Ignored("nothing listed with that id")
+
+
+async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    """A group sharing its own activity (FEP-1b12): apply the inner activity."""
+    inner = act.get("object")
+    if isinstance(inner, dict) and inner.get("type") in ("Create", "Update", "Delete"):
+        if host_of(first_id(inner)) != host or host_of(first_id(inner.get("actor"))) != host:
+            raise Ignored("announced activity from another host")
+        await HANDLERS[inner["type"]](fed, inner, first_id(inner.get("actor")), host)
+        return
+    await on_upsert(fed, {"type": "Create", "object": inner}, sender, host)
+
+
+HANDLERS: dict[str, Handler] = {
+    "Follow": on_follow,
+    "Accept": on_accept,
+    "Reject": on_reject,
+    "Undo": on_undo,
+    "Create": on_upsert,
+    "Update": on_upsert,
+    "Delete": on_delete,
+    "Announce": on_announce,
+}
+
+
+# Backfill -------------------------------------------------------------------------
+
+async def backfill(fed: Federation, outbox_url: str, host: str) -> int:
+    """Import a newly followed peer's listings from its outbox, oldest first.
+
+    Paging is bounded in pages and items; every page and item must be on
+    the peer's host.
+    """
+    if host_of(outbox_url) != host:
+        return 0
+    auth = await node_auth(fed)
+    items: list[dict[str, Any]] = []
+    try:
+        page = (await fed.fetcher.get_json(outbox_url, auth=auth)).document
+        next_url = first_id(page.get("first")) if page.get("type") == "OrderedCollection" \
+            else outbox_url
+        if isinstance(page.get("first"), dict):
+            page, next_url = page["first"], first_id(page["first"].get("next"))
+            items += [i for i in page.get("orderedItems", []) if isinstance(i, dict)]
+        for _ in range(MAX_BACKFILL_PAGES):
+            if not next_url or host_of(next_url) != host or len(items) >= MAX_BACKFILL_ITEMS:
+                break
+            page = (await fed.fetcher.get_json(next_url, auth=auth)).document
+            items += [i for i in page.get("orderedItems", []) if isinstance(i, dict)]
+            next_url = first_id(page.get("next"))
+    except FetchError as e:
+        log.warning("backfill from %s stopped: %s", host, e.reason)
+    applied = 0
+    for item in reversed(items[:MAX_BACKFILL_ITEMS]):
+        sender = first_id(item.get("actor"))
+        if host_of(first_id(item)) == host and host_of(sender) == host:
+            applied += await apply(fed, item, sender, host)
+    return applied

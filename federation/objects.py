@@ -1,0 +1,217 @@
+"""Reading peers' Group and Event documents into the node's listing values.
+
+Everything remote is untrusted: text is stripped of markup and capped,
+enumerations must be known values, recurrence rules must parse and be no
+finer than daily, time zones must exist. A document that fails gets an
+``ObjectError`` naming the field.
+"""
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+import nh3
+from dateutil.rrule import DAILY, rrulestr
+
+from node.domain import (
+    ACCESSIBILITY,
+    Cost,
+    EventDraft,
+    Format,
+    GroupDraft,
+    JoinPolicy,
+    OccurrenceChange,
+    Visibility,
+)
+from node.forms import LANGUAGE_TAG, TAG
+
+LOCAL = "%Y-%m-%dT%H:%M"
+
+
+class ObjectError(ValueError):
+    """A remote document that cannot become a listing; the message says why."""
+
+
+def plain_text(value: Any, limit: int) -> str:
+    """Remote HTML as plain text: tags removed, entities decoded, paragraphs kept."""
+    if not isinstance(value, str):
+        return ""
+    value = re.sub(r"(?i)<\s*(br|/p|/li|/h\d)\s*/?>", "\n", value[: limit * 4])
+    text = html.unescape(nh3.clean(value, tags=set()))
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()[:limit]
+
+
+def _strings(value: Any, pattern: re.Pattern[str], limit: int = 12) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    found = [v.strip() for v in value if isinstance(v, str) and pattern.match(v.strip())]
+    return tuple(dict.fromkeys(found))[:limit]
+
+
+def _enum(value: Any, enum: type, default: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        return default
+
+
+def _place(document: dict[str, Any]) -> tuple[str, str]:
+    location = document.get("location")
+    if isinstance(location, list):
+        location = location[0] if location else None
+    if not isinstance(location, dict):
+        return "", ""
+    address = location.get("address")
+    street = ""
+    if isinstance(address, dict):
+        street = ", ".join(p for p in (plain_text(address.get("streetAddress"), 200),
+                                       plain_text(address.get("addressLocality"), 100)) if p)
+    elif isinstance(address, str):
+        street = plain_text(address, 300)
+    return plain_text(location.get("name"), 120), street
+
+
+def _topics(document: dict[str, Any]) -> tuple[str, ...]:
+    topics = _strings(document.get("topics"), TAG)
+    if topics:
+        return topics
+    tags = document.get("tag") if isinstance(document.get("tag"), list) else []
+    names = [t.get("name", "").lstrip("#").lower().replace("_", "-")
+             for t in tags if isinstance(t, dict) and t.get("type") == "Hashtag"]
+    return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and TAG.match(n)))[:12]
+
+
+def parse_group(document: dict[str, Any]) -> tuple[str, GroupDraft]:
+    """(username, listing) of a remote ``Group`` actor."""
+    if document.get("type") != "Group":
+        raise ObjectError("not a Group")
+    username = document.get("preferredUsername")
+    if not isinstance(username, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", username):
+        raise ObjectError("preferredUsername is missing or not a plain name")
+    name = plain_text(document.get("name"), 120) or username
+    summary = plain_text(document.get("summary"), 280).split("\n", 1)[0]
+    place, street = _place(document)
+    languages = _strings(document.get("languages"), LANGUAGE_TAG) or ("und",)
+    return username, GroupDraft(
+        name=name,
+        summary=summary,
+        description=plain_text(document.get("content") or document.get("summary"), 20000),
+        agreements=plain_text(document.get("agreements"), 10000),
+        visibility=Visibility.PUBLIC,
+        join_policy=_enum(document.get("joinPolicy"), JoinPolicy, JoinPolicy.OPEN),
+        format=_enum(document.get("format"), Format, Format.IN_PERSON),
+        cost=_enum(document.get("cost"), Cost, Cost.FREE),
+        area=plain_text(document.get("area"), 120) or place,
+        address=street,
+        contact="",
+        topics=_topics(document),
+        languages=languages,
+        accessibility=tuple(a for a in _strings(document.get("accessibility"), TAG)
+                            if a in ACCESSIBILITY),
+        audiences=_strings(document.get("audiences"), TAG),
+    )
+
+
+def _local(value: Any, field: str) -> datetime:
+    try:
+        return datetime.strptime(value, LOCAL)
+    except (TypeError, ValueError) as e:
+        raise ObjectError(f"{field} is not a local date-time") from e
+
+
+def _instant(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise ObjectError(f"{field} is missing")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ObjectError(f"{field} is not a date-time") from e
+    if moment.tzinfo is None:
+        raise ObjectError(f"{field} has no offset")
+    return moment
+
+
+def _rrule(value: Any, dtstart: datetime) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 300 or "\n" in value:
+        raise ObjectError("recurrence rule is not a single RRULE value")
+    try:
+        rule = rrulestr(f"RRULE:{value}", dtstart=dtstart)
+    except (ValueError, TypeError) as e:
+        raise ObjectError("recurrence rule does not parse") from e
+    if rule._freq > DAILY:  # finer than daily would flood the expansion
+        raise ObjectError("recurrence more often than daily")
+    return value
+
+
+def parse_event(document: dict[str, Any]) -> tuple[EventDraft, list[OccurrenceChange], bool]:
+    """(series, changed occurrences, whole series cancelled) of a remote ``Event``."""
+    if document.get("type") != "Event":
+        raise ObjectError("not an Event")
+    title = plain_text(document.get("name"), 200)
+    if not title:
+        raise ObjectError("name is missing")
+    timezone = document.get("timezone")
+    if not isinstance(timezone, str) or timezone not in available_timezones():
+        timezone = "UTC"
+    recurrence = document.get("recurrence")
+    changes: list[OccurrenceChange] = []
+    if isinstance(recurrence, dict):
+        timezone = recurrence.get("timezone") if recurrence.get("timezone") in \
+            available_timezones() else timezone
+        starts_at = _local(recurrence.get("dtstart"), "recurrence.dtstart")
+        duration = recurrence.get("durationMinutes")
+        rrule = _rrule(recurrence.get("rrule"), starts_at)
+        for slot in (recurrence.get("cancelled") or [])[:500]:
+            changes.append(OccurrenceChange(_local(slot, "cancelled"), cancelled=True))
+        for moved in (recurrence.get("moved") or [])[:500]:
+            if isinstance(moved, dict):
+                minutes = moved.get("durationMinutes")
+                changes.append(OccurrenceChange(
+                    _local(moved.get("original"), "moved.original"), cancelled=False,
+                    starts_at=_local(moved.get("start"), "moved.start"),
+                    duration_minutes=minutes if isinstance(minutes, int) and
+                    0 < minutes <= 24 * 60 else None))
+    else:
+        start = _instant(document.get("startTime"), "startTime")
+        end = _instant(document["endTime"], "endTime") if document.get("endTime") else \
+            start + timedelta(hours=1)
+        starts_at = start.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0,
+                                                                 microsecond=0)
+        duration = int((end - start).total_seconds() // 60)
+        rrule = None
+    if not isinstance(duration, int) or not 0 < duration <= 24 * 60:
+        duration = 60
+    capacity = document.get("maximumAttendeeCapacity")
+    place, street = _place(document)
+    event_format = _enum(document.get("format"), Format,
+                         Format.ONLINE if document.get("isOnline") is True else Format.IN_PERSON)
+    draft = EventDraft(
+        title=title,
+        description=plain_text(document.get("content"), 20000),
+        starts_at=starts_at.replace(second=0, microsecond=0),
+        duration_minutes=duration,
+        timezone=timezone,
+        rrule=rrule,
+        format=event_format,
+        place=place,
+        address=street,
+        online_url="",  # never carried between nodes
+        capacity=capacity if isinstance(capacity, int) and 0 < capacity < 100000 else None,
+    )
+    cancelled = document.get("ical:status") == "CANCELLED"
+    return draft, changes, cancelled
+
+
+def first_id(value: Any) -> str | None:
+    """The id of a reference that may be a string, an object or a list of either."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None

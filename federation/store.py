@@ -1,0 +1,485 @@
+"""All SQL of the federation tables: keys, peers, remote actors, inbox, queue."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from federation.keys import generate_key, public_pem
+from node.db import Database, timestamp
+
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def at(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(UTC_FORMAT)
+
+
+def later(seconds: float) -> str:
+    return at(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+# Keys ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    private_pem: str
+    public_pem: str
+
+
+async def key_for(db: Database, owner: str) -> KeyPair:
+    """The actor's key pair, made on first use ('node' or 'group:<id>')."""
+    row = await db.fetchone("SELECT private_pem, public_pem FROM actor_keys WHERE owner = ?",
+                            (owner,))
+    if row is not None:
+        return KeyPair(row[0], row[1])
+    private = await run_in_threadpool(generate_key)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO actor_keys (owner, private_pem, public_pem, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (owner, private, public_pem(private), timestamp()),
+        )
+        cursor = await conn.execute(
+            "SELECT private_pem, public_pem FROM actor_keys WHERE owner = ?", (owner,))
+        row = await cursor.fetchone()
+    return KeyPair(row[0], row[1])
+
+
+# Peers -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    host: str
+    actor_id: str
+    inbox: str
+    outbox: str | None
+    following: str      # none | requested | accepted | rejected
+    follow_id: str | None
+    follower: str       # none | pending | approved | rejected
+    their_follow_id: str | None
+    last_success_at: str | None
+    queued: int = 0
+    failed: int = 0
+
+
+def _peer(row: sqlite3.Row) -> Peer:
+    keys = row.keys()
+    return Peer(
+        host=row["host"], actor_id=row["actor_id"], inbox=row["inbox"], outbox=row["outbox"],
+        following=row["following"], follow_id=row["follow_id"], follower=row["follower"],
+        their_follow_id=row["their_follow_id"], last_success_at=row["last_success_at"],
+        queued=row["queued"] if "queued" in keys else 0,
+        failed=row["failed"] if "failed" in keys else 0,
+    )
+
+
+async def save_peer(db: Database, host: str, actor_id: str, inbox: str,
+                    outbox: str | None) -> None:
+    now = timestamp()
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO peers (host, actor_id, inbox, outbox, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
+            " actor_id = excluded.actor_id, inbox = excluded.inbox,"
+            " outbox = excluded.outbox, updated_at = excluded.updated_at",
+            (host, actor_id, inbox, outbox, now, now),
+        )
+
+
+async def get_peer(db: Database, host: str) -> Peer | None:
+    row = await db.fetchone("SELECT * FROM peers WHERE host = ?", (host,))
+    return None if row is None else _peer(row)
+
+
+async def list_peers(db: Database) -> list[Peer]:
+    """Every peer with its queued and failed delivery counts."""
+    rows = await db.fetchall(
+        "SELECT p.*,"
+        " (SELECT count(*) FROM deliveries d WHERE d.state = 'queued'"
+        "  AND d.inbox = p.inbox) AS queued,"
+        " (SELECT count(*) FROM deliveries d WHERE d.state = 'failed'"
+        "  AND d.inbox = p.inbox) AS failed"
+        " FROM peers p ORDER BY p.host"
+    )
+    return [_peer(r) for r in rows]
+
+
+async def set_following(db: Database, host: str, state: str,
+                        follow_id: str | None = None) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE peers SET following = ?, follow_id = coalesce(?, follow_id),"
+            " updated_at = ? WHERE host = ?",
+            (state, follow_id, timestamp(), host),
+        )
+
+
+async def set_follower(db: Database, host: str, state: str,
+                       their_follow_id: str | None = None) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE peers SET follower = ?, their_follow_id = coalesce(?, their_follow_id),"
+            " updated_at = ? WHERE host = ?",
+            (state, their_follow_id, timestamp(), host),
+        )
+
+
+async def note_success(db: Database, inbox: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE peers SET last_success_at = ? WHERE inbox = ?",
+                           (timestamp(), inbox))
+
+
+async def follower_inboxes(db: Database) -> list[str]:
+    """Inboxes of peer nodes approved to follow this node."""
+    rows = await db.fetchall(
+        "SELECT inbox FROM peers WHERE follower = 'approved' AND host NOT IN"
+        " (SELECT domain FROM blocked_domains)")
+    return [r[0] for r in rows]
+
+
+async def block_domain(db: Database, domain: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO blocked_domains (domain, created_at) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING", (domain, timestamp()))
+        await conn.execute("UPDATE peers SET following = 'none', follower = 'rejected'"
+                           " WHERE host = ?", (domain,))
+        await conn.execute("DELETE FROM group_followers WHERE actor_id IN"
+                           " (SELECT id FROM remote_actors WHERE host = ?)", (domain,))
+        # Nothing more is sent to a blocked peer.
+        await conn.execute(
+            "UPDATE deliveries SET state = 'failed', last_error = 'peer blocked',"
+            " state_changed = ? WHERE state = 'queued' AND inbox IN"
+            " (SELECT inbox FROM peers WHERE host = ?)", (timestamp(), domain))
+
+
+async def unblock_domain(db: Database, domain: str) -> bool:
+    async with db.transaction() as conn:
+        cursor = await conn.execute("DELETE FROM blocked_domains WHERE domain = ?", (domain,))
+        return cursor.rowcount == 1
+
+
+async def is_blocked(db: Database, host: str) -> bool:
+    return await db.fetchval("SELECT 1 FROM blocked_domains WHERE domain = ?",
+                             (host,)) is not None
+
+
+async def blocked_domains(db: Database) -> list[str]:
+    return [r[0] for r in await db.fetchall("SELECT domain FROM blocked_domains ORDER BY 1")]
+
+
+# Remote actors (the key cache) -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RemoteActor:
+    id: str
+    host: str
+    type: str
+    username: str
+    inbox: str
+    shared_inbox: str | None
+    outbox: str | None
+    key_id: str
+    public_pem: str
+
+    @property
+    def delivery_inbox(self) -> str:
+        return self.shared_inbox or self.inbox
+
+
+async def save_actor(db: Database, actor: RemoteActor) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO remote_actors (id, host, type, username, inbox, shared_inbox, outbox,"
+            " key_id, public_pem, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET host = excluded.host, type = excluded.type,"
+            " username = excluded.username, inbox = excluded.inbox,"
+            " shared_inbox = excluded.shared_inbox, outbox = excluded.outbox,"
+            " key_id = excluded.key_id, public_pem = excluded.public_pem,"
+            " fetched_at = excluded.fetched_at",
+            (actor.id, actor.host, actor.type, actor.username, actor.inbox,
+             actor.shared_inbox, actor.outbox, actor.key_id, actor.public_pem, timestamp()),
+        )
+        await conn.execute("DELETE FROM fetch_failures WHERE url = ?", (actor.id,))
+
+
+def _actor(row: sqlite3.Row) -> RemoteActor:
+    return RemoteActor(row["id"], row["host"], row["type"], row["username"], row["inbox"],
+                       row["shared_inbox"], row["outbox"], row["key_id"], row["public_pem"])
+
+
+async def get_actor(db: Database, actor_id: str) -> RemoteActor | None:
+    row = await db.fetchone("SELECT * FROM remote_actors WHERE id = ?", (actor_id,))
+    return None if row is None else _actor(row)
+
+
+async def actor_fetched_at(db: Database, actor_id: str) -> str | None:
+    return await db.fetchval("SELECT fetched_at FROM remote_actors WHERE id = ?", (actor_id,))
+
+
+async def record_failure(db: Database, url: str, reason: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO fetch_failures (url, reason, failed_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (url) DO UPDATE SET reason = excluded.reason,"
+            " failed_at = excluded.failed_at", (url, reason[:300], timestamp()))
+
+
+async def recent_failure(db: Database, url: str, within_seconds: float) -> str | None:
+    """Why fetching ``url`` failed, if it failed that recently (negative cache)."""
+    return await db.fetchval(
+        "SELECT reason FROM fetch_failures WHERE url = ? AND failed_at > ?",
+        (url, at(datetime.now(UTC) - timedelta(seconds=within_seconds))))
+
+
+# Followers of local groups ----------------------------------------------------
+
+async def add_group_follower(db: Database, group_id: int, actor_id: str, inbox: str,
+                             follow_id: str) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO group_followers (group_id, actor_id, inbox, follow_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET inbox = excluded.inbox,"
+            " follow_id = excluded.follow_id", (group_id, actor_id, inbox, follow_id,
+                                                timestamp()))
+
+
+async def remove_group_follower(db: Database, group_id: int, actor_id: str) -> bool:
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "DELETE FROM group_followers WHERE group_id = ? AND actor_id = ?",
+            (group_id, actor_id))
+        return cursor.rowcount == 1
+
+
+async def group_follower_count(db: Database, group_id: int) -> int:
+    return await db.fetchval("SELECT count(*) FROM group_followers WHERE group_id = ?",
+                             (group_id,))
+
+
+async def group_follower_inboxes(db: Database, group_id: int) -> list[str]:
+    rows = await db.fetchall("SELECT DISTINCT inbox FROM group_followers WHERE group_id = ?",
+                             (group_id,))
+    return [r[0] for r in rows]
+
+
+# Inbox ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    activity_id: str
+    actor: str
+    host: str
+    type: str
+    activity: dict[str, Any]
+    attempts: int
+
+
+async def accept_inbox_item(db: Database, activity_id: str, actor: str, host: str,
+                            kind: str, body: str) -> bool:
+    """Store a verified activity once; False when its id was seen before."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO inbox_items (activity_id, actor, host, type, body, received_at,"
+            " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (activity_id, actor, host, kind, body, timestamp(), timestamp()))
+        return cursor.rowcount == 1
+
+
+async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
+    """Due items in arrival order, leased so a crash leaves them to retry."""
+    now = timestamp()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE inbox_items SET next_attempt_at = ?, attempts = attempts + 1"
+            " WHERE activity_id IN (SELECT activity_id FROM inbox_items"
+            "  WHERE state = 'received' AND next_attempt_at <= ?"
+            "  ORDER BY received_at, rowid LIMIT ?) RETURNING *",
+            (later(60), now, limit))
+        rows = await cursor.fetchall()
+    rows = sorted(rows, key=lambda r: r["received_at"])
+    return [InboxItem(r["activity_id"], r["actor"], r["host"], r["type"],
+                      json.loads(r["body"]), r["attempts"]) for r in rows]
+
+
+async def finish_inbox_item(db: Database, activity_id: str, state: str,
+                            error: str | None = None, retry_in: float | None = None) -> None:
+    async with db.transaction() as conn:
+        if retry_in is not None:
+            await conn.execute(
+                "UPDATE inbox_items SET last_error = ?, next_attempt_at = ?"
+                " WHERE activity_id = ?", (error, later(retry_in), activity_id))
+        else:
+            await conn.execute(
+                "UPDATE inbox_items SET state = ?, last_error = ? WHERE activity_id = ?",
+                (state, error, activity_id))
+
+
+# Published activities and their deliveries ---------------------------------------
+
+async def publish(db: Database, activity: dict[str, Any], owner: str, inboxes: list[str],
+                  object_id: str | None = None) -> None:
+    """Store an activity and one queued delivery per distinct inbox, in one write."""
+    async with db.transaction() as conn:
+        await store_activity(conn, activity, owner, inboxes, object_id)
+
+
+async def store_activity(conn, activity: dict[str, Any], owner: str, inboxes: list[str],
+                         object_id: str | None = None) -> None:
+    now = timestamp()
+    cursor = await conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM activities")
+    (seq,) = await cursor.fetchone()
+    await conn.execute(
+        "INSERT INTO activities (id, actor, type, object_id, body, published, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (activity["id"], owner, activity["type"], object_id, json.dumps(activity), now, seq))
+    await conn.executemany(
+        "INSERT INTO deliveries (activity_id, inbox, signer, next_attempt_at, created_at,"
+        " state_changed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [(activity["id"], inbox, owner, now, now, now) for inbox in dict.fromkeys(inboxes)])
+
+
+async def get_activity(db: Database, activity_id: str) -> dict[str, Any] | None:
+    body = await db.fetchval("SELECT body FROM activities WHERE id = ?", (activity_id,))
+    return None if body is None else json.loads(body)
+
+
+async def outbox_page(db: Database, owner: str | None, kinds: tuple[str, ...],
+                      before: int | None, limit: int
+                      ) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """Newest first: (seq, activity) pairs and the total; ``owner`` None means all actors."""
+    where = f"type IN ({','.join('?' * len(kinds))})"
+    params: list[Any] = list(kinds)
+    if owner is not None:
+        where += " AND actor = ?"
+        params.append(owner)
+    total = await db.fetchval(f"SELECT count(*) FROM activities WHERE {where}", params)
+    rows = await db.fetchall(
+        f"SELECT seq, body FROM activities WHERE {where} AND seq < ? ORDER BY seq DESC LIMIT ?",
+        [*params, before if before is not None else 1 << 62, limit])
+    return [(r[0], json.loads(r[1])) for r in rows], total
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    activity_id: str
+    inbox: str
+    signer: str
+    attempts: int
+    created_at: str
+    body: str
+
+
+async def claim_deliveries(db: Database, lease_seconds: float, limit: int) -> list[Delivery]:
+    """Due deliveries, leased in one statement; an expired lease is due again."""
+    now = timestamp()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE deliveries SET locked_until = ? WHERE id IN ("
+            " SELECT id FROM deliveries WHERE state = 'queued' AND next_attempt_at <= ?"
+            " AND (locked_until IS NULL OR locked_until <= ?)"
+            " ORDER BY next_attempt_at, id LIMIT ?) RETURNING id",
+            (later(lease_seconds), now, now, limit))
+        ids = [r[0] for r in await cursor.fetchall()]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        cursor = await conn.execute(
+            "SELECT d.id, d.activity_id, d.inbox, d.signer, d.attempts, d.created_at, a.body"
+            f" FROM deliveries d JOIN activities a ON a.id = d.activity_id WHERE d.id IN ({marks})"
+            " ORDER BY d.id", ids)
+        rows = await cursor.fetchall()
+    return [Delivery(*r) for r in rows]
+
+
+async def finish_delivery(db: Database, delivery_id: int, *, state: str, status: int | None,
+                          error: str | None, retry_at: str | None = None) -> None:
+    """Record one attempt: 'sent', 'failed', or 'queued' again at ``retry_at``."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?,"
+            " last_error = ?, next_attempt_at = coalesce(?, next_attempt_at),"
+            " locked_until = NULL, state_changed = ? WHERE id = ?",
+            (state, status, error, retry_at, timestamp(), delivery_id))
+
+
+async def inbox_failing_since(db: Database, inbox: str) -> str | None:
+    """When deliveries to this inbox started failing (None if it is healthy)."""
+    return await db.fetchval(
+        "SELECT min(created_at) FROM deliveries WHERE inbox = ? AND state = 'queued'"
+        " AND attempts > 0", (inbox,))
+
+
+# Publications of local listings ---------------------------------------------------
+
+async def take_changes(db: Database, limit: int = 100) -> list[tuple[int, str, int]]:
+    rows = await db.fetchall(
+        "SELECT seq, kind, local_id FROM listing_changes ORDER BY seq LIMIT ?", (limit,))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def publication(db: Database, kind: str, local_id: int) -> tuple[str, str] | None:
+    row = await db.fetchone("SELECT ap_id, actor FROM publications WHERE kind = ?"
+                            " AND local_id = ?", (kind, local_id))
+    return None if row is None else (row[0], row[1])
+
+
+async def settle_change(db: Database, seq: int, kind: str, local_id: int,
+                        sends: list[tuple[dict[str, Any], list[str]]], owner: str,
+                        published: tuple[str, str] | None) -> None:
+    """One write: the activities and their deliveries, the publication record, the change gone.
+
+    ``published`` is (ap_id, owner) to record, or None to forget the object.
+    """
+    async with db.transaction() as conn:
+        for activity, inboxes in sends:
+            obj = activity["object"]
+            object_id = obj if isinstance(obj, str) else obj.get("id")
+            await store_activity(conn, activity, owner, inboxes, object_id)
+        if published is None:
+            await conn.execute("DELETE FROM publications WHERE kind = ? AND local_id = ?",
+                               (kind, local_id))
+        else:
+            await conn.execute(
+                "INSERT INTO publications (kind, local_id, ap_id, actor) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET ap_id = excluded.ap_id, actor = excluded.actor",
+                (kind, local_id, *published))
+        await conn.execute("DELETE FROM listing_changes WHERE seq = ?", (seq,))
+
+
+# Holding and releasing a peer's deliveries (the delivery worker) -----------------
+
+async def hold_inbox(db: Database, inbox: str, until: str, release: list[int]) -> None:
+    """A failing peer: its queued deliveries wait until ``until``; ``release`` ends those leases."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?)"
+            " WHERE inbox = ? AND state = 'queued'", (until, inbox))
+        if release:
+            marks = ",".join("?" * len(release))
+            await conn.execute(
+                f"UPDATE deliveries SET locked_until = NULL WHERE id IN ({marks})"
+                " AND state = 'queued'", release)
+
+
+async def make_inbox_due(db: Database, inbox: str) -> None:
+    """A peer answered again: its held deliveries are due now."""
+    now = timestamp()
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE inbox = ? AND state = 'queued'"
+            " AND next_attempt_at > ?", (now, inbox, now))
+
+
+async def get_actor_by_key(db: Database, key_id: str) -> RemoteActor | None:
+    """The cached actor whose key is ``key_id`` (the inbox's key cache)."""
+    row = await db.fetchone("SELECT * FROM remote_actors WHERE key_id = ?"
+                            " ORDER BY fetched_at DESC LIMIT 1", (key_id,))
+    return None if row is None else _actor(row)

@@ -1,0 +1,41 @@
+"""/admin/peers: which nodes this node follows, who follows it, blocks."""
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from federation import peers, store
+from node.forms import text
+from node.web.auth import require_admin
+from node.web.templating import render
+
+ACTIONS = {"follow", "unfollow", "approve", "reject", "block", "unblock"}
+
+
+async def admin_peers(request: Request) -> Response:
+    await require_admin(request)
+    fed = request.state.federation
+    errors: dict[str, str] = {}
+    messages: list[str] = []
+    values: dict[str, str] = {}
+    status = 200
+    if request.method == "POST":
+        form = await request.form()
+        action, target = text(form, "action"), text(form, "target")
+        if action not in ACTIONS:
+            errors["target"] = "Choose an action."
+        elif not target:
+            errors["target"] = "Enter a peer's address, like https://other.example."
+        else:
+            try:
+                await getattr(peers, action)(fed, target)
+                messages.append(f"{action.capitalize()}: done for {target}.")
+            except peers.PeerError as e:
+                errors["target"] = str(e)
+        if errors:
+            values, status = {"target": target}, 400
+    return await render(request, "admin_peers.html", {
+        "peers": await store.list_peers(fed.db),
+        "blocked": await store.blocked_domains(fed.db),
+        "errors": errors, "messages": messages, "values": values,
+    }, status=status)

@@ -1,0 +1,243 @@
+"""Three real node processes federating over loopback with signed ActivityPub.
+
+A follows B and C; B approves, C rejects; B's demo listings backfill into
+A; a meeting created, moved, cancelled and deleted on B follows on A; A
+blocks B and B's listings vanish. Along the way every byte B sent to or
+served A is checked for member data.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from node.cli import initialise
+from node.db import Database
+from node.domain import EventDraft, Format, GroupDraft, MembershipStatus, OccurrenceChange
+from node.storage import accounts, events, groups
+from tests.helpers import free_port, serving
+
+AP = {"Accept": "application/activity+json"}
+SECRETS = ("zelda.secretname@example.org", "Zelda Secretname", "private-room-7731")
+
+
+@dataclass
+class Node:
+    data: Path
+    url: str
+    host: str
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "node.cli", *args, "--data", str(self.data)],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = sqlite3.connect(f"file:{self.data / 'grassroots.db'}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def run(self, work: Callable[[Database], Any]) -> Any:
+        async def go():
+            db = Database(self.data / "grassroots.db")
+            await db.open()
+            try:
+                return await work(db)
+            finally:
+                await db.close()
+        return asyncio.run(go())
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> float:
+    """Poll until ``check()`` is true; the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+@contextmanager
+def node(tmp: Path, name: str, host: str, *extra: str) -> Iterator[Node]:
+    port = free_port(host)
+    data = tmp / name
+    initialise(data, f"http://{host}:{port}")
+    with serving(data, "--dev", *extra, host=host, port=port) as (url, _):
+        yield Node(data, url, f"{host}:{port}")  # two dev nodes on one address differ by port
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory) -> Iterator[tuple[Node, Node, Node]]:
+    tmp = tmp_path_factory.mktemp("federation")
+    with ExitStack() as stack:
+        a = stack.enter_context(node(tmp, "a", "127.0.0.1"))
+        b = stack.enter_context(node(tmp, "b", "127.0.0.2", "--demo"))
+        c = stack.enter_context(node(tmp, "c", "127.0.0.3"))
+        yield a, b, c
+
+
+def federated_names(a: Node, origin: str) -> set[str]:
+    return {r[0] for r in a.query("SELECT name FROM groups WHERE origin = ?", (origin,))}
+
+
+def test_follow_approve_reject_and_backfill(network):
+    a, b, c = network
+    a.cli("peers", "follow", b.url, "--dev")
+    a.cli("peers", "follow", c.url, "--dev")
+    wait_for(lambda: b.query("SELECT follower FROM peers WHERE host = ?", (a.host,))
+             == [("pending",)], "B to see A's request")
+    wait_for(lambda: c.query("SELECT follower FROM peers WHERE host = ?", (a.host,))
+             == [("pending",)], "C to see A's request")
+    assert "pending" in b.cli("peers", "list")
+    b.cli("peers", "approve", a.host)
+    c.cli("peers", "reject", a.host)
+    wait_for(lambda: a.query("SELECT following FROM peers WHERE host = ?", (b.host,))
+             == [("accepted",)], "A to be accepted by B")
+    wait_for(lambda: a.query("SELECT following FROM peers WHERE host = ?", (c.host,))
+             == [("rejected",)], "A to be rejected by C")
+
+    public = {r[0] for r in b.query(
+        "SELECT name FROM groups WHERE visibility = 'public' AND origin IS NULL")}
+    hidden = {r[0] for r in b.query(
+        "SELECT name FROM groups WHERE visibility != 'public'")}
+    assert len(public) >= 5 and hidden
+    wait_for(lambda: federated_names(a, b.host) == public, "B's listings on A")
+    assert not federated_names(a, b.host) & hidden
+    assert federated_names(a, c.host) == set()
+
+    page = httpx.get(f"{a.url}/groups?origin=federated").text
+    assert all(name.replace("'", "&#39;") in page for name in public)
+    assert f"listed by <strong>{b.host}</strong>" in page
+
+
+def _public_group_id(b: Node) -> int:
+    return b.query("SELECT id FROM groups WHERE visibility = 'public' AND origin IS NULL"
+                   " ORDER BY id LIMIT 1")[0][0]
+
+
+def test_meeting_changes_follow_within_seconds(network):
+    a, b, _ = network
+    group_id = _public_group_id(b)
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(
+        hour=18, minute=0, second=0, microsecond=0, tzinfo=None)
+
+    async def create(db: Database) -> int:
+        member = await accounts.create_account(
+            db, email=SECRETS[0], display_name=SECRETS[1], password_hash=None)
+        await groups.add_membership(db, group_id, member, MembershipStatus.ACTIVE)
+        event_id = await events.create_event(db, group_id, EventDraft(
+            title="Federated walk and talk", description="Bring a flask.", starts_at=start,
+            duration_minutes=90, timezone="Europe/London", rrule="FREQ=WEEKLY",
+            format=Format.HYBRID, place="Community hall", address="1 Main Street",
+            online_url=f"https://meet.example/{SECRETS[2]}", capacity=12))
+        slot = start.strftime("%Y-%m-%dT%H:%M")
+        await events.rsvp_yes(db, event_id, slot, member)
+        return event_id
+
+    event_id = b.run(create)
+    ap_id = f"{b.url}/events/{event_id}"
+    seconds = wait_for(lambda: a.query("SELECT title FROM events WHERE ap_id = ?", (ap_id,))
+                       == [("Federated walk and talk",)], "the meeting on A")
+    print(f"\nmeeting created on B appeared on A after {seconds:.2f} s")
+    assert seconds < 5
+    row = a.query("SELECT starts_at, timezone, rrule, capacity, online_url FROM events"
+                  " WHERE ap_id = ?", (ap_id,))[0]
+    assert row == (start.strftime("%Y-%m-%dT%H:%M"), "Europe/London", "FREQ=WEEKLY", 12, "")
+
+    moved_to = start + timedelta(days=1, hours=1)
+    b.run(lambda db: events.change_occurrence(db, event_id, OccurrenceChange(
+        start + timedelta(days=7), cancelled=False, starts_at=moved_to + timedelta(days=7))))
+    wait_for(lambda: a.query(
+        "SELECT x.starts_at FROM event_exceptions x JOIN events e ON e.id = x.event_id"
+        " WHERE e.ap_id = ?", (ap_id,)) == [((moved_to + timedelta(days=7))
+                                             .strftime("%Y-%m-%dT%H:%M"),)],
+        "the moved occurrence on A")
+
+    b.run(lambda db: events.set_cancelled(db, event_id, True))
+    wait_for(lambda: a.query("SELECT cancelled FROM events WHERE ap_id = ?", (ap_id,))
+             == [(1,)], "the cancellation on A")
+
+    b.run(lambda db: events.delete_event(db, event_id))
+    wait_for(lambda: a.query("SELECT count(*) FROM events WHERE ap_id = ?", (ap_id,))
+             == [(0,)], "the deletion on A")
+
+
+def _served_documents(b: Node) -> list[str]:
+    """Every ActivityPub document B serves to peers about its public listings."""
+    bodies = []
+    urls = [f"{b.url}/actor", f"{b.url}/actor/followers", f"{b.url}/actor/following",
+            f"{b.url}/.well-known/nodeinfo", f"{b.url}/nodeinfo/2.1"]
+    for (slug,) in b.query("SELECT slug FROM groups WHERE origin IS NULL"):
+        urls += [f"{b.url}/groups/{slug}", f"{b.url}/groups/{slug}/followers",
+                 f"{b.url}/groups/{slug}/outbox?page=1",
+                 f"{b.url}/.well-known/webfinger?resource=acct:{slug}@{b.host}"]
+    for (event_id,) in b.query("SELECT id FROM events"):
+        urls.append(f"{b.url}/events/{event_id}")
+    page = f"{b.url}/actor/outbox?page=1"
+    while page:
+        response = httpx.get(page, headers=AP)
+        bodies.append(response.text)
+        page = response.json().get("next")
+    for url in urls:
+        bodies.append(httpx.get(url, headers=AP).text)
+    return bodies
+
+
+def test_no_member_data_leaves_the_node(network):
+    """Every activity B queued for any inbox, and every document it serves."""
+    a, b, _ = network
+    assert b.query("SELECT count(*) FROM accounts WHERE email = ?", (SECRETS[0],)) == [(1,)]
+    sent = [body for (body,) in b.query("SELECT body FROM activities")]
+    assert sent, "B sent nothing: the capture would prove nothing"
+    captured = sent + _served_documents(b)
+    emails = [r[0] for r in b.query("SELECT email FROM accounts WHERE email IS NOT NULL")]
+    names = [r[0] for r in b.query("SELECT display_name FROM accounts")]
+    links = [r[0] for r in b.query("SELECT online_url FROM events WHERE online_url != ''")]
+    for body in captured:
+        for secret in (*SECRETS, *emails, *links):
+            assert secret not in body
+        for name in names:
+            assert f'"{name}"' not in body
+    # What A stored from B carries none of it either.
+    dump = "\n".join(json.dumps(row) for table in ("groups", "events", "inbox_items")
+                     for row in a.query(f"SELECT * FROM {table}"))
+    for secret in SECRETS:
+        assert secret not in dump
+
+
+def test_block_purges_listings_and_refuses_the_peer(network):
+    a, b, _ = network
+    assert federated_names(a, b.host)
+    a.cli("peers", "block", b.host)
+    assert federated_names(a, b.host) == set()
+    before = a.query("SELECT count(*) FROM inbox_items")
+    # A change on B is still delivered to A (B does not know), and refused there.
+    group_id = _public_group_id(b)
+
+    async def touch(db: Database) -> None:
+        group = await groups.get_group_by_id(db, group_id)
+        draft = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
+        await groups.update_group(db, group_id, replace(draft, summary="Updated summary"))
+
+    b.run(touch)
+    wait_for(lambda: b.query(
+        "SELECT count(*) FROM deliveries WHERE inbox LIKE ? AND last_status = 403",
+        (f"{a.url}%",))[0][0] >= 1, "A to refuse B's delivery")
+    assert a.query("SELECT count(*) FROM inbox_items") == before
+    assert federated_names(a, b.host) == set()
