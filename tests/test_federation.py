@@ -27,7 +27,7 @@ from node.cli import initialise
 from node.db import Database
 from node.domain import EventDraft, Format, GroupDraft, MembershipStatus, OccurrenceChange
 from node.storage import accounts, events, groups
-from tests.helpers import free_port, serving
+from tests.helpers import draft, free_port, serving
 
 AP = {"Accept": "application/activity+json"}
 SECRETS = ("zelda.secretname@example.org", "Zelda Secretname", "private-room-7731")
@@ -219,6 +219,74 @@ def test_no_member_data_leaves_the_node(network):
                      for row in a.query(f"SELECT * FROM {table}"))
     for secret in SECRETS:
         assert secret not in dump
+
+
+def test_unfollow_removes_listings_and_a_new_follow_brings_them_back(network):
+    a, b, _ = network
+    listed = federated_names(a, b.host)
+    assert listed
+    a.cli("peers", "unfollow", b.host)
+    assert federated_names(a, b.host) == set()
+    wait_for(lambda: b.query("SELECT follower FROM peers WHERE host = ?", (a.host,))
+             == [("none",)], "B to see the Undo")
+    a.cli("peers", "follow", b.url, "--dev")
+    wait_for(lambda: b.query("SELECT follower FROM peers WHERE host = ?", (a.host,))
+             == [("pending",)], "B to see the new request")
+    b.cli("peers", "approve", a.host)
+    wait_for(lambda: federated_names(a, b.host) == listed, "the listings back on A")
+
+
+def test_loopback_peers_are_refused_without_dev_mode(network):
+    a, b, _ = network
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "peers", "follow", b.url, "--data", str(a.data)],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "could not be followed" in result.stderr or "not a peer address" in result.stderr
+
+
+def test_a_peer_down_for_a_while_misses_nothing(tmp_path, network):
+    """D follows A, goes away, A queues meetings for it; D restarts and gets them all."""
+    a, _, _ = network
+    host = "127.0.0.4"
+    port = free_port(host)
+    data = tmp_path / "d"
+    initialise(data, f"http://{host}:{port}")
+    d = Node(data, f"http://{host}:{port}", f"{host}:{port}")
+    with serving(data, "--dev", host=host, port=port):
+        d.cli("peers", "follow", a.url, "--dev")
+        wait_for(lambda: a.query("SELECT follower FROM peers WHERE host = ?", (d.host,))
+                 == [("pending",)], "A to see D's request")
+        a.cli("peers", "approve", d.host)
+        wait_for(lambda: d.query("SELECT following FROM peers WHERE host = ?", (a.host,))
+                 == [("accepted",)], "D to be accepted")
+    # D is down now. A publishes a group with three meetings.
+    start = (datetime.now(UTC) + timedelta(days=5)).replace(minute=0, second=0, microsecond=0,
+                                                            tzinfo=None)
+
+    async def publish(db: Database) -> None:
+        host_id = await accounts.create_account(db, email=None, display_name="Host",
+                                                password_hash=None)
+        slug = await groups.create_group(db, draft(name="Queued Group"), host_id)
+        group = await groups.get_group(db, slug)
+        for n in range(3):
+            await events.create_event(db, group.id, EventDraft(
+                title=f"Queued meeting {n}", description="", starts_at=start + timedelta(days=n),
+                duration_minutes=60, timezone="UTC", rrule=None, format=Format.IN_PERSON))
+
+    a.run(publish)
+    inbox = f"{d.url}/inbox"
+    wait_for(lambda: a.query("SELECT count(*) FROM deliveries WHERE inbox = ? AND attempts > 0"
+                             " AND state = 'queued'", (inbox,))[0][0] >= 1,
+             "A to fail delivering to D")
+    with serving(data, "--dev", host=host, port=port):
+        wait_for(lambda: d.query("SELECT count(*) FROM events WHERE title LIKE 'Queued meeting%'")
+                 == [(3,)], "every queued meeting on D", timeout=90)
+    assert a.query("SELECT count(*) FROM deliveries WHERE inbox = ? AND state != 'sent'",
+                   (inbox,)) == [(0,)]
+    sent = a.query("SELECT count(*), count(DISTINCT activity_id) FROM deliveries"
+                   " WHERE inbox = ?", (inbox,))[0]
+    assert sent[0] == sent[1]  # never twice to the same inbox
 
 
 def test_block_purges_listings_and_refuses_the_peer(network):
