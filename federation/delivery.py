@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-
 from federation import store
 from federation.fetch import Fetcher, FetchError, host_of
 from federation.retry import Answer, next_attempt, sort_answer

@@ -8,13 +8,22 @@ member, a membership, an RSVP list, an email or an online link as input.
 """
 from __future__ import annotations
 
+import html
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from federation.addresses import url_host
-from node.domain import Event, Format, Group, JoinPolicy, NodeSettings, Occurrence, OccurrenceChange
+from node.domain import (
+    Event,
+    Format,
+    Group,
+    JoinPolicy,
+    NodeSettings,
+    Occurrence,
+    OccurrenceChange,
+)
 from node.text import render_markdown
 
 AS_PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
@@ -246,6 +255,29 @@ def event_object(
         document["maximumAttendeeCapacity"] = event.capacity
         document["remainingAttendeeCapacity"] = max(0, event.capacity - going)
     return document
+
+
+def note_id(event_id: str) -> str:
+    return f"{event_id}#note"
+
+
+def meeting_note(event: dict[str, Any]) -> dict[str, Any]:
+    """A short post announcing a meeting, the form Mastodon timelines show."""
+    start = datetime.fromisoformat(event["startTime"])
+    when = f"{start:%a} {start.day} {start:%b %Y, %H:%M} ({event['timezone']})"
+    content = (f'<p>New meeting: <a href="{html.escape(event["url"])}">'
+               f'{html.escape(event["name"])}</a><br>{html.escape(when)}</p>')
+    return {
+        "id": note_id(event["id"]),
+        "type": "Note",
+        "attributedTo": event["attributedTo"],
+        "content": content,
+        "url": event["url"],
+        "to": event["to"],
+        "cc": event["cc"],
+        "published": event["published"],
+        "tag": event["tag"],
+    }
 
 
 def activity(

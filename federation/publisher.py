@@ -14,10 +14,17 @@ from typing import Any
 
 from federation import store
 from federation.context import Federation
-from federation.documents import AS_PUBLIC, activity, event_object, group_actor
+from federation.documents import (
+    AS_PUBLIC,
+    activity,
+    event_object,
+    group_actor,
+    meeting_note,
+    note_id,
+)
 from federation.local import group_owner, is_federated
 from node.domain import Event, Group, RsvpStatus
-from node.storage.events import get_event, occurrences_of, rsvp_counts, changes_of
+from node.storage.events import changes_of, get_event, occurrences_of, rsvp_counts
 from node.storage.groups import get_group_by_id
 
 Send = tuple[dict[str, Any], list[str]]
@@ -51,9 +58,19 @@ def _addressed(fed: Federation, kind: str, actor: str, obj: Any) -> dict[str, An
 
 def _with_announce(fed: Federation, actor: str, act: dict[str, Any], peers: list[str],
                    group_followers: list[str]) -> list[Send]:
+    """The activity for everyone; for the group's own followers also its Announce
+    (FEP-1b12) and, for a new or deleted meeting, the Note Mastodon shows."""
     sends: list[Send] = [(act, peers + group_followers)]
-    if group_followers:
-        sends.append((_addressed(fed, "Announce", actor, act), group_followers))
+    if not group_followers:
+        return sends
+    sends.append((_addressed(fed, "Announce", actor, act), group_followers))
+    obj = act["object"]
+    if act["type"] == "Create":
+        sends.append((_addressed(fed, "Create", actor, meeting_note(obj)), group_followers))
+    elif act["type"] == "Delete":
+        sends.append((_addressed(fed, "Delete", actor,
+                                 {"id": note_id(obj["id"]), "type": "Tombstone"}),
+                      group_followers))
     return sends
 
 

@@ -6,13 +6,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+from node.backup import BackupError, restore_backup, write_backup
 from node.config import (
     Config,
     is_initialised,
     load_config,
     write_config,
 )
-from node.backup import BackupError, restore_backup, write_backup
 from node.db import Database
 from node.domain import Account, AccountStatus
 from node.storage import accounts

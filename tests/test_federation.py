@@ -25,7 +25,13 @@ import pytest
 
 from node.cli import initialise
 from node.db import Database
-from node.domain import EventDraft, Format, GroupDraft, MembershipStatus, OccurrenceChange
+from node.domain import (
+    EventDraft,
+    Format,
+    GroupDraft,
+    MembershipStatus,
+    OccurrenceChange,
+)
 from node.storage import accounts, events, groups
 from tests.helpers import draft, free_port, serving
 

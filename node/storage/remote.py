@@ -12,7 +12,7 @@ import aiosqlite
 
 from node.db import Database, timestamp
 from node.domain import EventDraft, GroupDraft, OccurrenceChange, occurrence_key
-from node.storage.events import LOCAL_FORMAT, _materialise, _draft_values
+from node.storage.events import LOCAL_FORMAT, _draft_values, _materialise
 from node.storage.groups import _listing_values, _write_listing
 
 

@@ -6,7 +6,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from node.domain import AccountStatus, RegistrationMode
-from node.forms import EMAIL, form_values, parse_registration, password_problems, require, text
+from node.forms import (
+    EMAIL,
+    form_values,
+    parse_registration,
+    password_problems,
+    require,
+    text,
+)
 from node.security import hash_password, verify_password
 from node.storage import accounts as store
 from node.storage.groups import groups_of
