@@ -66,7 +66,7 @@ async def webfinger(request: Request) -> Response:
     actor = None
     match = re.fullmatch(r"acct:([^@]+)@(.+)", resource)
     if match and match.group(2).lower() == fed.urls.host.lower():
-        name = match.group(1)
+        name = match.group(1).lower()  # slugs are lower-case; handles are not case-sensitive
         if name == fed.urls.host:
             actor = fed.urls.node_actor
         elif await federated_group(fed, name):
