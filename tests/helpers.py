@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+from starlette.applications import Starlette
 
 from node.domain import Cost, Format, GroupDraft, JoinPolicy, Visibility
 
@@ -95,3 +97,20 @@ def serving(data: Path, *extra: str, host: str = "127.0.0.1",
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@contextmanager
+def loopback_server(app: Starlette, port: int) -> Iterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the loopback server did not start"
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)

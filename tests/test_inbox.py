@@ -12,8 +12,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,7 +38,7 @@ from federation.keys import generate_key, public_pem
 from federation.signatures import digest_header, sign_headers
 from node.config import Config
 from node.db import Database
-from tests.helpers import free_port
+from tests.helpers import free_port, loopback_server
 
 AP = "application/activity+json"
 AS = "https://www.w3.org/ns/activitystreams"
@@ -91,17 +88,8 @@ class Remote:
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     world = Remote()
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=world.port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the remote server did not start"
-        time.sleep(0.01)
-    yield world
-    server.should_exit = True
-    thread.join(10)
+    with loopback_server(world.app, world.port):
+        yield world
 
 
 def actor_document(url: str, key: str, **overrides: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -25,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pyld import jsonld
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,7 +47,7 @@ from node.config import load_config
 from node.domain import NodeSettings, RegistrationMode
 from node.storage.settings import save_settings
 from tests.conftest import Browser
-from tests.helpers import free_port, group_form
+from tests.helpers import free_port, group_form, loopback_server
 from tests.jsonld import AS, GRASSROOTS, SEC, expand, offline_loader, undefined_terms
 
 BASE = "http://testserver"
@@ -535,23 +533,6 @@ class Mastodon:
     def find(self, test: Callable[[dict[str, Any]], bool]) -> Delivered | None:
         with self.lock:
             return next((d for d in self.received if test(d.body)), None)
-
-
-@contextmanager
-def loopback_server(app: Starlette, port: int) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the loopback server did not start"
-        time.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
