@@ -80,6 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 class CommandError(Exception):
     """Bad input to a command: its one-line message is printed, exit code 1."""
 
@@ -105,9 +111,7 @@ def cmd_admin_list(args: argparse.Namespace) -> int:
     for a in asyncio.run(_with_db(_config(args.data), accounts.list_accounts)):
         rows.append((str(a.id), "admin" if a.is_admin else "-", a.status, a.created_at[:10],
                      a.email or "-", a.display_name))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print_table(rows)
     return 0
 
 
@@ -222,9 +226,7 @@ def cmd_peers_list(args: argparse.Namespace) -> int:
     rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "QUEUED", "FAILED")]
     rows += [(p.host, p.following, p.follower, p.last_success_at or "-", str(p.queued),
               str(p.failed)) for p in peers]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(rows)
     for name in blocked:
         print(f"blocked: {name}")
     return 0
