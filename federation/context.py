@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from federation.documents import Urls
 from federation.fetch import Fetcher
+from federation.ratelimit import PeerRateLimits
 from node.db import Database
 
 
@@ -18,3 +19,4 @@ class Federation:
     dev: bool = False
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_inbox: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox_limits: PeerRateLimits = field(default_factory=PeerRateLimits)

@@ -61,6 +61,7 @@ class DeliveryWorker:
         self._key_id_for = key_id_for
         self._lease_seconds = lease_seconds
         self._slots = asyncio.Semaphore(concurrency)
+        self._stopping = asyncio.Event()
 
     async def run_once(self, limit: int = 64) -> int:
         """Claim up to ``limit`` due deliveries and try each; the number claimed."""
@@ -73,9 +74,17 @@ class DeliveryWorker:
                                for inbox, rows in by_inbox.items()))
         return len(claimed)
 
+    def stop(self) -> None:
+        """Let the POSTs under way finish and start no more; ``run_forever`` then returns.
+
+        Set ``wake`` too, so an idle loop notices at once. Rows claimed but not
+        tried stay leased (see ``store.release_leases``).
+        """
+        self._stopping.set()
+
     async def run_forever(self, wake: asyncio.Event) -> None:
         """Cycle while work is due; otherwise wait for ``wake`` or the poll interval."""
-        while True:
+        while not self._stopping.is_set():
             wake.clear()
             try:
                 claimed = await self.run_once()
@@ -97,8 +106,8 @@ class DeliveryWorker:
             for index, row in enumerate(rows):
                 async with self._slots:
                     # Rows left leased here are due again when the lease ends.
-                    if time.monotonic() - claimed_at + self._fetcher.deadline + 1 \
-                            > self._lease_seconds:
+                    if self._stopping.is_set() or time.monotonic() - claimed_at \
+                            + self._fetcher.deadline + 1 > self._lease_seconds:
                         break
                     attempt = await self._attempt(row)
                 if attempt is None:

@@ -11,11 +11,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from federation import store
+from federation import flags, store
 from federation.addresses import url_host
 from federation.context import Federation
 from federation.documents import AS_PUBLIC, activity
-from federation.fetch import FetchError
+from federation.fetch import (
+    BadContentType,
+    BadStatus,
+    BlockedAddress,
+    FetchError,
+    IdMismatch,
+    TooLarge,
+    TooManyRedirects,
+)
 from federation.local import federated_group, group_owner, node_auth
 from federation.objects import ObjectError, first_id, parse_event, parse_group
 from node.storage import remote
@@ -144,8 +152,19 @@ async def _object(fed: Federation, obj: Any, host: str) -> dict[str, Any]:
     try:
         fetched = await fed.fetcher.get_json(object_id, auth=await node_auth(fed))
     except FetchError as e:
+        if transient(e):
+            raise  # the origin may be down for a while: the runner retries later
         raise Ignored(f"object could not be fetched: {e.reason}") from e
     return fetched.document
+
+
+def transient(error: FetchError) -> bool:
+    """A failure worth retrying: an outage, not a refusal or a bad document."""
+    if isinstance(error, BadStatus):
+        return error.status >= 500 or error.status in (401, 408, 429)
+    return not isinstance(error, (BlockedAddress, IdMismatch, BadContentType, TooLarge,
+                                  TooManyRedirects)) and not error.reason.startswith(
+        ("scheme", "invalid", "credentials", "URL", "port", "JSON", "not ", "HTTP", "content"))
 
 
 async def _following(fed: Federation, host: str) -> None:
@@ -210,6 +229,12 @@ async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: s
     await on_upsert(fed, {"type": "Create", "object": inner}, sender, host)
 
 
+async def on_flag(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    """A peer's report: kept for our admins when it names our group or meeting."""
+    if not await flags.receive_flag(fed, act, host):
+        raise Ignored("the Flag names nothing of this node's")
+
+
 HANDLERS: dict[str, Handler] = {
     "Follow": on_follow,
     "Accept": on_accept,
@@ -219,6 +244,7 @@ HANDLERS: dict[str, Handler] = {
     "Update": on_upsert,
     "Delete": on_delete,
     "Announce": on_announce,
+    "Flag": on_flag,
 }
 
 

@@ -2,12 +2,14 @@
 
 `receive` needs on `request.state`: `db` (node.db.Database), `fetcher`
 (federation.fetch.Fetcher), `config` (node.config.Config, whose
-`public_url` names this node's host) and `federation` (to sign key fetches
-and wake the runner). It reads the body within a cap, checks
+`public_url` names this node's host), `federation` (to sign key fetches
+and wake the runner) and `acceptor` (federation.acceptor.InboxAcceptor, which
+commits concurrent arrivals together). It reads the body within a cap, checks
 who claims to send it and from where, refuses peers the policy does not
 admit before fetching anything, verifies the HTTP signature against the key
-owner's key, and stores the raw activity once by id; the runner applies it
-later. Every refusal is a one-line text/plain reason; bodies are never logged.
+owner's key, and stores the raw activity once by id, durably, before the 202;
+the runner applies it later. Every refusal is a one-line text/plain reason;
+bodies are never logged.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from federation import store
+from federation import ratelimit, store
+from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
 from federation.addresses import normalise_host, url_host
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
@@ -58,6 +61,8 @@ class Refused(Exception):
 
 
 async def receive(request: Request) -> Response:
+    if (throttled := ratelimit.refusal(request, request.state.federation.inbox_limits)):
+        return throttled
     db: Database = request.state.db
     local_host = url_host(request.state.config.public_url)
     try:
@@ -71,8 +76,11 @@ async def receive(request: Request) -> Response:
     except Refused as refusal:
         log.info("inbox %s: %s", refusal.status, refusal.reason)
         return PlainTextResponse(refusal.reason, status_code=refusal.status)
-    await store.accept_inbox_item(db, activity["id"], actor.id, actor.host, activity["type"],
-                                  body.decode("utf-8"))
+    try:  # the 202 follows a durable commit, shared with the requests arriving meanwhile
+        await request.state.acceptor.accept(store.Arrival(
+            activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))
+    except NotAccepted as failure:
+        return PlainTextResponse(str(failure), status_code=503, headers={"Retry-After": "30"})
     request.state.federation.wake_inbox.set()
     return Response(status_code=202)
 

@@ -15,8 +15,9 @@ def group_owner(group: Group) -> str:
 
 
 def is_federated(group: Group | None) -> bool:
-    """Only this node's public groups are actors and leave the node."""
-    return group is not None and group.is_local and group.visibility is Visibility.PUBLIC
+    """Only this node's public, unsuspended groups are actors and leave the node."""
+    return (group is not None and group.is_local and group.visibility is Visibility.PUBLIC
+            and not group.suspended)
 
 
 async def actor_url(fed: Federation, owner: str) -> str | None:

@@ -1,13 +1,19 @@
 """The background work of a running node: apply inbox, publish changes, deliver.
 
 Each loop works on rows with states in SQLite, so a crash or restart at any
-point leaves work that is simply picked up again.
+point leaves work that is simply picked up again: a starting runner first
+releases what a killed one had claimed. Stopping is graceful: nothing new is
+claimed, the applications and POSTs under way finish (for at most
+``STOP_GRACE_SECONDS``, then they are cancelled and redone idempotently on
+the next start), and claimed rows not tried are released.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from federation import store
 from federation.context import Federation
@@ -20,12 +26,15 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 INBOX_ATTEMPTS = 8
+STOP_GRACE_SECONDS = 10.0
 
 
-async def process_inbox(fed: Federation) -> int:
-    """Apply due inbox items once; how many were handled."""
+async def process_inbox(fed: Federation, stopping: asyncio.Event | None = None) -> int:
+    """Apply due inbox items once, until ``stopping`` is set; how many were claimed."""
     items = await store.claim_inbox_items(fed.db)
     for item in items:
+        if stopping is not None and stopping.is_set():
+            break  # the rest stay claimed until the runner releases them
         try:
             applied = await apply(fed, item.activity, item.actor, item.host)
         except Exception as e:  # a bug or a peer's outage: retry later, never lose it
@@ -42,8 +51,19 @@ async def process_inbox(fed: Federation) -> int:
     return len(items)
 
 
-async def _loop(name: str, step, wake: asyncio.Event | None) -> None:
-    while True:
+@dataclass(slots=True)
+class Runner:
+    """The running loops and what asks them to stop."""
+
+    fed: Federation
+    worker: DeliveryWorker
+    stopping: asyncio.Event
+    tasks: list[asyncio.Task[None]]
+
+
+async def _loop(name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Event | None,
+                stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
         try:
             busy = await step()
         except Exception:
@@ -51,26 +71,34 @@ async def _loop(name: str, step, wake: asyncio.Event | None) -> None:
             busy = 0
         if busy:
             continue
-        if wake is None:
-            await asyncio.sleep(POLL_SECONDS)
-            continue
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), POLL_SECONDS)
-        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for((wake or stopping).wait(), POLL_SECONDS)
+        if wake is not None:
+            wake.clear()
 
 
-def start(fed: Federation) -> list[asyncio.Task]:
+async def start(fed: Federation) -> Runner:
+    # Claims still held were a previous process's: it is gone (one process per data dir).
+    await store.release_leases(fed.db)
     worker = DeliveryWorker(fed.db, fed.fetcher, lambda owner: key_id_for(fed, owner))
-    return [
-        asyncio.create_task(_loop("inbox", lambda: process_inbox(fed), fed.wake_inbox)),
-        asyncio.create_task(_loop("publisher", lambda: publish_pending(fed), None)),
+    stopping = asyncio.Event()
+    return Runner(fed, worker, stopping, [
+        asyncio.create_task(_loop("inbox", lambda: process_inbox(fed, stopping),
+                                  fed.wake_inbox, stopping)),
+        asyncio.create_task(_loop("publisher", lambda: publish_pending(fed), None, stopping)),
         asyncio.create_task(worker.run_forever(fed.wake_delivery)),
-    ]
+    ])
 
 
-async def stop(tasks: list[asyncio.Task]) -> None:
-    for task in tasks:
+async def stop(runner: Runner, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Claim nothing more, let the work under way finish, release what was not tried."""
+    runner.stopping.set()
+    runner.worker.stop()
+    runner.fed.wake_inbox.set()
+    runner.fed.wake_delivery.set()
+    _, late = await asyncio.wait(runner.tasks, timeout=grace)
+    for task in late:
+        log.warning("background work still running after %.0f s; cancelled", grace)
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(*runner.tasks, return_exceptions=True)
+    await store.release_leases(runner.fed.db)

@@ -13,6 +13,7 @@ from federation.keys import generate_key, public_pem
 from node.db import Database, timestamp
 
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+INBOX_LEASE_SECONDS = 60
 
 
 def at(moment: datetime) -> str:
@@ -281,15 +282,38 @@ class InboxItem:
     attempts: int
 
 
-async def accept_inbox_item(db: Database, activity_id: str, actor: str, host: str,
-                            kind: str, body: str) -> bool:
-    """Store a verified activity once; False when its id was seen before."""
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A verified activity as the inbox hands it over, before it is stored."""
+
+    activity_id: str
+    actor: str
+    host: str
+    type: str
+    body: str
+
+
+async def accept_inbox_items(db: Database, arrivals: list[Arrival]) -> list[bool]:
+    """Store verified activities once by id, all in one write; per arrival, False if seen.
+
+    An id repeated within ``arrivals`` is new only at its first place.
+    """
+    now = timestamp()
+    ids = list(dict.fromkeys(a.activity_id for a in arrivals))
     async with db.transaction() as conn:
+        marks = ",".join("?" * len(ids))
         cursor = await conn.execute(
+            f"SELECT activity_id FROM inbox_items WHERE activity_id IN ({marks})", ids)
+        seen = {row[0] for row in await cursor.fetchall()}
+        await conn.executemany(
             "INSERT INTO inbox_items (activity_id, actor, host, type, body, received_at,"
             " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (activity_id, actor, host, kind, body, timestamp(), timestamp()))
-        return cursor.rowcount == 1
+            [(a.activity_id, a.actor, a.host, a.type, a.body, now, now) for a in arrivals])
+    fresh = []
+    for arrival in arrivals:
+        fresh.append(arrival.activity_id not in seen)
+        seen.add(arrival.activity_id)
+    return fresh
 
 
 async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
@@ -301,11 +325,28 @@ async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
             " WHERE activity_id IN (SELECT activity_id FROM inbox_items"
             "  WHERE state = 'received' AND next_attempt_at <= ?"
             "  ORDER BY received_at, rowid LIMIT ?) RETURNING *",
-            (later(60), now, limit))
+            (later(INBOX_LEASE_SECONDS), now, limit))
         rows = await cursor.fetchall()
     rows = sorted(rows, key=lambda r: r["received_at"])
     return [InboxItem(r["activity_id"], r["actor"], r["host"], r["type"],
                       json.loads(r["body"]), r["attempts"]) for r in rows]
+
+
+async def release_leases(db: Database) -> None:
+    """End every lease this node's runner holds: for a runner starting after a crash, or
+    stopping with rows claimed but not tried. Only one process serves a data directory.
+
+    An inbox item's lease is its next attempt moved a lease ahead, so an item in its
+    first 60 s of backoff is made due too: one early retry, never a lost item.
+    """
+    now = timestamp()
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE deliveries SET locked_until = NULL"
+                           " WHERE state = 'queued' AND locked_until IS NOT NULL")
+        await conn.execute(
+            "UPDATE inbox_items SET next_attempt_at = ? WHERE state = 'received'"
+            " AND next_attempt_at > ? AND next_attempt_at <= ?",
+            (now, now, later(INBOX_LEASE_SECONDS)))
 
 
 async def finish_inbox_item(db: Database, activity_id: str, state: str,

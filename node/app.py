@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from federation import runner
 from federation import web as federation_web
+from federation.acceptor import InboxAcceptor
 from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
@@ -24,7 +25,16 @@ from node.config import Config
 from node.db import Database
 from node.security import FailureLimiter
 from node.storage.events import refresh_occurrences
-from node.web import accounts, admin, directory, events, feeds, groups, peers
+from node.web import (
+    accounts,
+    admin,
+    directory,
+    events,
+    feeds,
+    groups,
+    moderation,
+    peers,
+)
 from node.web.auth import LoginRequired
 from node.web.middleware import CSRFProtect, SecurityHeaders
 from node.web.templating import TEMPLATES_DIR, render
@@ -38,6 +48,7 @@ ROUTES = federation_web.ROUTES + [
     Route("/groups/{slug}/join", groups.join, methods=["POST"]),
     Route("/groups/{slug}/leave", groups.leave, methods=["POST"]),
     Route("/groups/{slug}/members", groups.members, methods=["GET", "POST"]),
+    Route("/groups/{slug}/report", moderation.report_group, methods=["GET", "POST"]),
     Route("/groups/{slug}/events/new", events.create, methods=["GET", "POST"]),
     Route("/groups/{slug}/events.ics", feeds.group_calendar),
     Route("/events/{id:int}", events.show),
@@ -45,6 +56,7 @@ ROUTES = federation_web.ROUTES + [
     Route("/events/{id:int}/occurrence", events.change_occurrence, methods=["POST"]),
     Route("/events/{id:int}/cancel", events.cancel, methods=["POST"]),
     Route("/events/{id:int}/rsvp", events.rsvp, methods=["POST"]),
+    Route("/events/{id:int}/report", moderation.report_event, methods=["GET", "POST"]),
     Route("/events.ics", feeds.node_calendar),
     Route("/feed.atom", feeds.atom),
     Route("/register", accounts.register, methods=["GET", "POST"]),
@@ -56,6 +68,10 @@ ROUTES = federation_web.ROUTES + [
     Route("/admin/settings", admin.settings, methods=["GET", "POST"]),
     Route("/admin/accounts", admin.accounts, methods=["GET", "POST"]),
     Route("/admin/peers", peers.admin_peers, methods=["GET", "POST"]),
+    Route("/admin/reports", moderation.admin_reports),
+    Route("/admin/reports/{id:int}", moderation.report_action, methods=["POST"]),
+    Route("/admin/listings", moderation.admin_listings, methods=["POST"]),
+    Route("/admin/audit", moderation.audit),
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
 ]
 
@@ -100,13 +116,16 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
         refresher = asyncio.create_task(keep_horizon())
         fetcher = Fetcher(allow_private=dev)
         federation = Federation(db, fetcher, Urls(config.public_url), dev)
-        background = runner.start(federation)
+        acceptor = InboxAcceptor(db)
+        acceptor.start()
+        background = await runner.start(federation)
         try:
             yield {
                 "db": db,
                 "config": config,
                 "fetcher": fetcher,
                 "federation": federation,
+                "acceptor": acceptor,
                 # (per account, per address): failed logins in a 15-minute window
                 "login_limits": (FailureLimiter(5, 900), FailureLimiter(30, 900)),
             }
@@ -114,6 +133,9 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            # The server has answered its last request: store what is waiting, then let
+            # the runner finish what it is doing (SIGTERM drains; it never half-applies).
+            await acceptor.stop()
             await runner.stop(background)
             await fetcher.aclose()
             await db.close()

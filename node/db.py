@@ -20,8 +20,11 @@ PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
-    # WAL + NORMAL: a power cut may lose the last commits, never corrupt.
-    "PRAGMA synchronous = NORMAL",
+    # FULL: a commit is on disk (WAL fsynced) before it returns, so nothing a peer was
+    # told 202 about, and no queued delivery, is lost to a power cut. Measured here:
+    # ~5k single-row commits/s against ~33k with NORMAL; alike in 50-row commits
+    # (~107k rows/s), which is why the inbox batches its commits (federation.acceptor).
+    "PRAGMA synchronous = FULL",
 )
 
 

@@ -59,6 +59,20 @@ class RsvpStatus(StrEnum):
     WAITLIST = "waitlist"
 
 
+class ReportReason(StrEnum):
+    HARMFUL = "harmful"
+    SPAM = "spam"
+    UNSAFE = "unsafe"
+    IMPERSONATION = "impersonation"
+    OTHER = "other"
+
+
+class ReportState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
 LABELS: dict[str, str] = {
     "public": "Public: listed in the directory and shared with peer nodes",
     "unlisted": "Unlisted: reachable by its link only",
@@ -75,6 +89,11 @@ LABELS: dict[str, str] = {
     "fee": "Fee",
     "facilitator": "Facilitator",
     "member": "Member",
+    "harmful": "Harmful or abusive content",
+    "spam": "Spam or advertising",
+    "unsafe": "Unsafe practice (for example harmful advice or pressure)",
+    "impersonation": "Pretends to be someone else or another organisation",
+    "other": "Something else",
 }
 
 # The fixed, filterable accessibility vocabulary, with the label people see.
@@ -151,6 +170,8 @@ class Group:
     accessibility: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
     url: str | None = None  # a federated listing's page on its origin node
+    ap_id: str | None = None  # a federated listing's ActivityPub id
+    suspended: bool = False  # by an admin: seen by admins only, not federated
 
     @property
     def is_local(self) -> bool:

@@ -26,6 +26,7 @@ from node.domain import (
     NodeSettings,
     OccurrenceChange,
     RegistrationMode,
+    ReportReason,
     Visibility,
 )
 from node.recurrence import MAX_OCCURRENCES, localize
@@ -437,3 +438,18 @@ def parse_move_form(
         return None, errors
     return OccurrenceChange(original_start=original_start, cancelled=False, starts_at=start,
                             duration_minutes=duration), errors
+
+
+MAX_REPORT_TEXT = 2000
+
+
+def parse_report(form: FormData) -> tuple[tuple[ReportReason, str] | None, Errors]:
+    """A member's report: one of the fixed reasons and a comment (needed for "other")."""
+    errors: Errors = {}
+    reason = choice(errors, "reason", text(form, "reason"), ReportReason, "a reason")
+    comment = limit(errors, "comment", text(form, "comment"), "the comment", MAX_REPORT_TEXT)
+    if reason is ReportReason.OTHER and not comment:
+        errors["comment"] = "Say in a few words what is wrong."
+    if errors:
+        return None, errors
+    return (reason, comment), errors

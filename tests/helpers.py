@@ -100,8 +100,8 @@ def serving(data: Path, *extra: str, host: str = "127.0.0.1",
 
 
 @contextmanager
-def loopback_server(app: Starlette, port: int) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+def loopback_server(app: Starlette, port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from federation import actors, store
+from federation.acceptor import InboxAcceptor
 from federation.actors import ActorError, key_for_signature
 from federation.context import Federation
 from federation.documents import Urls
@@ -124,10 +125,14 @@ class Node:
             self.db = Database(tmp_path / "node.db")
             await self.db.open()
             self.fetcher = make_fetcher()
+            acceptor = InboxAcceptor(self.db)
+            acceptor.start()
             try:
                 yield {"db": self.db, "fetcher": self.fetcher, "config": config,
-                       "federation": Federation(self.db, self.fetcher, Urls(public_url))}
+                       "federation": Federation(self.db, self.fetcher, Urls(public_url)),
+                       "acceptor": acceptor}
             finally:
+                await acceptor.stop()
                 await self.fetcher.aclose()
                 await self.db.close()
 

@@ -267,7 +267,7 @@ async def upcoming_meetings(
         where.append("o.group_id = ?")
         params.append(group_id)
     if listed_only:
-        where.append("g.visibility = 'public' AND g.origin IS NULL")
+        where.append("g.visibility = 'public' AND g.origin IS NULL AND g.suspended = 0")
     rows = await db.fetchall(
         "SELECT e.*, o.original_start, o.starts_utc, o.ends_utc, g.slug AS group_slug,"
         " g.name AS group_name FROM occurrences o JOIN events e ON e.id = o.event_id"

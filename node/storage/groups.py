@@ -31,6 +31,13 @@ PAGE_SIZE = 20
 # Path segments under /groups/ that name pages, not groups.
 RESERVED_SLUGS = {"new", "feed", "events", "admin"}
 
+# Shown in the directory: not suspended here, not hidden by an admin (remote).
+LISTED = ("g.suspended = 0 AND (g.ap_id IS NULL"
+          " OR g.ap_id NOT IN (SELECT ap_id FROM hidden_listings))")
+# Meetings of listed groups that an admin did not hide one by one.
+LISTED_OCCURRENCE = ("o.event_id NOT IN (SELECT e.id FROM hidden_listings h"
+                     " CROSS JOIN events e ON e.ap_id = h.ap_id)")  # few hidden: read them first
+
 TAG_FIELDS = {"topic": "topics", "language": "languages",
               "accessibility": "accessibility", "audience": "audiences"}
 
@@ -62,6 +69,8 @@ def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         url=row["url"],
+        ap_id=row["ap_id"],
+        suspended=bool(row["suspended"]),
         **{TAG_FIELDS[kind]: tuple(values) for kind, values in tags.items()},
     )
 
@@ -321,6 +330,11 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in re.findall(r"\w+", text)[:12])
 
 
+# Above this many matches, walking upcoming meetings in time order finds a page of
+# soonest-first groups sooner than working out every matching group's next meeting.
+WALK_ABOVE = 500
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryPage:
     groups: list[tuple[Group, str | None]]  # (group, next meeting start in UTC)
@@ -336,16 +350,15 @@ async def search_directory(
     where = ["(g.visibility = 'public'"
              + (" OR (g.visibility = 'private' AND g.id IN (SELECT group_id FROM memberships"
                 "  WHERE account_id = ? AND status = 'active'))" if viewer else "")
-             + ")"]
+             + ")", LISTED]
     params: list[object] = [viewer.id] if viewer else []
-    join = ""
-    order = "next_start IS NULL, next_start, g.name"
+    source = "groups g"
     match = fts_query(query.q)
     if match:
-        join = ("JOIN (SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
-                " ON f.rowid = g.id")
+        # Search once, then find groups by rowid (not one search per group).
+        source = ("(SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
+                  " CROSS JOIN groups g ON g.id = f.rowid")
         params.insert(0, match)
-        order = "f.rank, g.name"
     tag_filters = [("topic", query.topic), ("language", query.language)]
     tag_filters += [("accessibility", value) for value in query.accessibility]
     for kind, value in tag_filters:
@@ -365,22 +378,30 @@ async def search_directory(
         where.append("g.origin IS NOT NULL")
     if query.date_from or query.date_to:
         where.append(
-            "g.id IN (SELECT group_id FROM occurrences WHERE starts_utc >= ? AND starts_utc < ?)"
+            "g.id IN (SELECT group_id FROM occurrences o WHERE starts_utc >= ?"
+            f" AND starts_utc < ? AND {LISTED_OCCURRENCE})"
         )
         params += [
             (query.date_from or "0000-01-01") + "T00:00:00Z",
             (query.date_to or "9999-12-30") + "T24:00:00Z",
         ]
     now = timestamp()
-    sql_from = f"FROM groups g {join} WHERE " + " AND ".join(where)
-    total = await db.fetchval(f"SELECT count(*) {sql_from}", params)
+    condition = " AND ".join(where)
+    total = await db.fetchval(f"SELECT count(*) FROM {source} WHERE {condition}", params)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, query.page), pages)
+    offset = (page - 1) * PAGE_SIZE
+    if match:
+        ids = [r[0] for r in await db.fetchall(
+            f"SELECT g.id FROM {source} WHERE {condition} ORDER BY f.rank, g.name"
+            " LIMIT ? OFFSET ?", [*params, PAGE_SIZE, offset])]
+    else:
+        ids = await _soonest_first(db, condition, params, now, total, offset)
     rows = await db.fetchall(
         "SELECT g.*, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
-        f" AND o.starts_utc >= ?) AS next_start {sql_from} ORDER BY {order} LIMIT ? OFFSET ?",
-        [now, *params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
-    )
+        f" AND o.starts_utc >= ? AND {LISTED_OCCURRENCE}) AS next_start FROM groups g"
+        f" WHERE g.id IN ({','.join('?' * len(ids))})", [now, *ids])
+    rows.sort(key=lambda r: ids.index(r["id"]))
     tags = await _tags_for(db, [r["id"] for r in rows])
     return DirectoryPage(
         groups=[(_group(r, tags[r["id"]]), r["next_start"]) for r in rows],
@@ -390,18 +411,43 @@ async def search_directory(
     )
 
 
+async def _soonest_first(db: Database, condition: str, params: list[object], now: str,
+                         total: int, offset: int) -> list[int]:
+    """Ids of one page of matching groups: soonest next meeting first, then the rest by name."""
+    if total > WALK_ABOVE:
+        # A group's first row in time order is its next meeting; ties go by name.
+        rows = await db.fetchall(
+            "SELECT o.group_id FROM occurrences o INDEXED BY occurrences_time"
+            " CROSS JOIN groups g ON g.id = o.group_id WHERE o.starts_utc >= ?"
+            f" AND {LISTED_OCCURRENCE} AND {condition} ORDER BY o.starts_utc, g.name LIMIT ?",
+            [now, *params, 4 * (offset + PAGE_SIZE)])
+        ids = list(dict.fromkeys(r[0] for r in rows))[offset:offset + PAGE_SIZE]
+        if len(ids) == PAGE_SIZE:
+            return ids
+    rows = await db.fetchall(
+        "SELECT g.id, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
+        f" AND o.starts_utc >= ? AND {LISTED_OCCURRENCE}) AS next_start FROM groups g"
+        f" WHERE {condition} ORDER BY next_start IS NULL, next_start, g.name LIMIT ? OFFSET ?",
+        [now, *params, PAGE_SIZE, offset])
+    return [r[0] for r in rows]
+
+
 async def directory_choices(db: Database) -> dict[str, list[str]]:
     """Values present in listed groups, for the filter menus."""
+    # Each distinct value once, then whether a listed group has it: not every tag row.
     rows = await db.fetchall(
-        "SELECT DISTINCT t.kind, t.value FROM group_tags t JOIN groups g ON g.id = t.group_id"
-        " WHERE g.visibility = 'public' AND t.kind IN ('topic', 'language') ORDER BY t.value"
+        "SELECT d.kind, d.value FROM (SELECT DISTINCT kind, value FROM group_tags"
+        " WHERE kind IN ('topic', 'language')) d WHERE EXISTS (SELECT 1 FROM group_tags t"
+        " JOIN groups g ON g.id = t.group_id WHERE t.kind = d.kind AND t.value = d.value"
+        f" AND g.visibility = 'public' AND {LISTED}) ORDER BY d.value"
     )
     choices: dict[str, list[str]] = {"topic": [], "language": [], "area": []}
     for row in rows:
         choices[row["kind"]].append(row["value"])
     areas = await db.fetchall(
-        "SELECT DISTINCT area FROM groups WHERE visibility = 'public' AND area != ''"
-        " ORDER BY area COLLATE NOCASE"
+        "SELECT a.area FROM (SELECT DISTINCT area FROM groups WHERE area != '') a"
+        " WHERE EXISTS (SELECT 1 FROM groups g WHERE g.area = a.area"
+        f" AND g.visibility = 'public' AND {LISTED}) ORDER BY a.area COLLATE NOCASE"
     )
     choices["area"] = [r[0] for r in areas]
     return choices
@@ -410,7 +456,8 @@ async def directory_choices(db: Database) -> dict[str, list[str]]:
 async def listed_local_groups(db: Database) -> list[Group]:
     """This node's public groups with their tags, by name (feeds)."""
     rows = await db.fetchall(
-        "SELECT * FROM groups WHERE visibility = 'public' AND origin IS NULL ORDER BY name"
+        "SELECT * FROM groups WHERE visibility = 'public' AND origin IS NULL AND suspended = 0"
+        " ORDER BY name"
     )
     tags = await _tags_for(db, [r["id"] for r in rows])
     return [_group(r, tags[r["id"]]) for r in rows]

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from node.domain import Account, AccountStatus, RegistrationMode
 from node.forms import form_values, parse_settings, text
 from node.storage import accounts as store
+from node.storage.audit import record_action
 from node.storage.settings import load_settings, save_settings
 from node.web.auth import require_admin
 from node.web.templating import render
@@ -17,7 +18,7 @@ MAX_INVITE_USES = 100
 
 
 async def settings(request: Request) -> Response:
-    await require_admin(request)
+    me = await require_admin(request)
     db = request.state.db
     context = {"modes": list(RegistrationMode), "errors": {}, "messages": []}
     if request.method == "GET":
@@ -30,6 +31,7 @@ async def settings(request: Request) -> Response:
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
     await save_settings(db, new_settings)
+    await record_action(db, me, "settings.update", "node settings")
     # Rendered after saving, so the layout already shows the new name.
     return await render(request, "admin_settings.html",
                         {**context, "values": asdict(new_settings),
@@ -58,12 +60,16 @@ async def accounts(request: Request) -> Response:
         if action == "invite":
             values["uses"] = text(form, "uses")
             outcome = await _create_invite(request, me, values["uses"])
+            if not outcome.errors:
+                await record_action(db, me, "account.invite", f"a code for {values['uses']}")
         else:
             target = await _target(request, text(form, "account_id"))
             if target is None:
                 outcome = Outcome(problem="That account does not exist any more.")
             else:
                 outcome = await _account_action(request, me, target, action)
+                if not outcome.problem:
+                    await record_action(db, me, f"account.{action}", target.display_name)
                 if action == "revoke" and target.id == me.id and not outcome.problem:
                     # Without the admin right this page is closed to you.
                     return RedirectResponse("/account", status_code=303)

@@ -79,6 +79,8 @@ async def visible_group(request: Request, slug: str) -> tuple[Group, Account | N
     account = await current_account(request)
     if group is None or not group.is_local:
         raise HTTPException(404)
+    if group.suspended and not (account and account.is_admin):
+        raise HTTPException(404)
     membership = await groups.get_membership(db, group.id, account.id) if account else None
     if not can_view(group, account, membership):
         raise HTTPException(404)

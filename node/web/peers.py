@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from federation import peers, store
 from node.forms import text
+from node.storage.audit import record_action
 from node.web.auth import require_admin
 from node.web.templating import render
 
@@ -13,7 +14,7 @@ ACTIONS = {"follow", "unfollow", "approve", "reject", "block", "unblock"}
 
 
 async def admin_peers(request: Request) -> Response:
-    await require_admin(request)
+    me = await require_admin(request)
     fed = request.state.federation
     errors: dict[str, str] = {}
     messages: list[str] = []
@@ -30,6 +31,7 @@ async def admin_peers(request: Request) -> Response:
             try:
                 await getattr(peers, action)(fed, target)
                 messages.append(f"{action.capitalize()}: done for {target}.")
+                await record_action(fed.db, me, f"peer.{action}", target)
             except peers.PeerError as e:
                 errors["target"] = str(e)
         if errors:

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: ``python bench/run.py`` (see README, Performance)."""

@@ -1,0 +1,104 @@
+"""A lean HTTP/1.1 load generator: pre-built requests over keep-alive connections.
+
+Each of ``concurrency`` connections keeps one request in flight and sends the
+next as soon as the answer is complete. Requests are raw bytes built (and
+signed) beforehand, so the timed loop does no JSON, no signing and no header
+building. Run as its own process, so it never shares a GIL with what it
+measures: ``python -m bench.loadgen HOST PORT CONCURRENCY FILE [COUNT]``
+where FILE is a pickled list of requests (sent in order, each once, or the
+first one COUNT times). Prints one JSON line: statuses, elapsed and CPU time.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import sys
+import time
+from collections import Counter
+
+from bench.httpstub import take_message
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._buffer = bytearray()
+        self._transport: asyncio.WriteTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def start(self) -> None:
+        self._send_next()
+
+    def _send_next(self) -> None:
+        request = self._run.next_request()
+        if request is None:
+            self._transport.close()
+        else:
+            self._transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (message := take_message(self._buffer)) is not None:
+            self._run.answered(int(message[0][0][9:12]))
+            self._send_next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Run:
+    def __init__(self, requests: list[bytes], count: int) -> None:
+        self._requests = requests
+        self._count = count
+        self._next = 0
+        self.statuses: Counter[int] = Counter()
+
+    def next_request(self) -> bytes | None:
+        if self._next >= self._count:
+            return None
+        request = self._requests[self._next if len(self._requests) > 1 else 0]
+        self._next += 1
+        return request
+
+    def answered(self, status: int) -> None:
+        self.statuses[status] += 1
+
+
+async def run(host: str, port: int, concurrency: int, requests: list[bytes],
+              count: int) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    job = _Run(requests, count)
+    connections = []
+    for _ in range(min(concurrency, count)):
+        _, protocol = await loop.create_connection(lambda: _Connection(job), host, port)
+        connections.append(protocol)
+    started, cpu = time.perf_counter(), time.process_time()
+    for connection in connections:
+        connection.start()
+    await asyncio.gather(*(c.closed for c in connections))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    answered = sum(job.statuses.values())
+    return {"answered": answered, "statuses": {str(k): v for k, v in job.statuses.items()},
+            "elapsed": elapsed, "cpu": cpu, "rate": answered / elapsed}
+
+
+def main() -> None:
+    host, port, concurrency, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    with open(path, "rb") as file:
+        requests = pickle.load(file)
+    count = int(sys.argv[5]) if len(sys.argv) > 5 else len(requests)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(host, port, concurrency, requests, count))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

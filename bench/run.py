@@ -1,0 +1,130 @@
+"""Run the five benchmarks and print their figures against the targets.
+
+    python bench/run.py             # all of them, a few minutes; prints a table
+    python bench/run.py --json      # the same, then one JSON object on the last line
+    python bench/run.py --quick     # a seconds-long smoke version (numbers not meaningful)
+    python bench/run.py --profile DIR   # also sample the node with py-spy (inbox, fan-out)
+
+Each benchmark runs several rounds and reports the median; ratios are
+against a baseline measured in the same run, so a noisy machine moves both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import directory, fanout, footprint, inbox, verify
+from bench.common import hottest, py_spy
+
+
+def _figures(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {
+        "inbox_ratio": results["inbox"]["ratio"],
+        "verify_ratio": results["verify"]["ratio"],
+        "directory_p95_ms": results["directory"]["p95_ms"],
+        "fanout_s": results["fanout"]["seconds"],
+        "fanout_rss_mb": results["fanout"]["peak_rss_mb"],
+        "idle_rss_mb": results["footprint"]["idle_rss_mb"],
+        "startup_s": results["footprint"]["startup_s"],
+    }
+
+
+# (key, what, target as text, is it met)
+TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
+    ("inbox_ratio", "1 inbox accepted/s ÷ hello-world req/s", ">= 0.5", lambda v: v >= 0.5),
+    ("verify_ratio", "2 verifications/s ÷ raw RSA verify/s", ">= 0.8", lambda v: v >= 0.8),
+    ("directory_p95_ms", "3 /groups p95 server time (ms)", "<= 25", lambda v: v <= 25),
+    ("fanout_s", "4 fan-out to 1,000 inboxes (s)", "<= 5", lambda v: v <= 5),
+    ("fanout_rss_mb", "4 fan-out peak RSS (MB)", "<= 120", lambda v: v <= 120),
+    ("idle_rss_mb", "5 idle RSS, demo data (MB)", "<= 60", lambda v: v <= 60),
+    ("startup_s", "5 serve to first 200 (s)", "<= 1.5", lambda v: v <= 1.5),
+]
+
+
+def _details(results: dict[str, dict[str, Any]]) -> list[str]:
+    i, v, d, f, p = (results[k] for k in ("inbox", "verify", "directory", "fanout", "footprint"))
+    inbox_line = (
+        f"inbox: {i['accepted_per_s']:,.0f} accepted/s vs hello-world {i['hello_per_s']:,.0f}"
+        f" req/s; rounds of {i['round_size']:,} from {i['peers']} peers; node CPU"
+        f" {i['node_cpu_ms_per_accepted']:.2f} ms per accepted activity; {i['applied']:,} of"
+        f" {i['sent']:,} sent applied ({i['applied_per_s']:,.0f} meetings/s through the inbox);"
+        f" generator ceiling {i['generator_ceiling_per_s']:,.0f} req/s (signed POSTs),"
+        f" {i['generator_ceiling_hello_per_s']:,.0f} req/s (hello); node peak RSS"
+        f" {i['node_peak_rss_mb']:.0f} MB")
+    directory_line = (
+        f"directory: {d['groups']:,} groups, {d['meetings']:,} meetings, {d['occurrences']:,}"
+        f" occurrences built in {d['build_s']:.0f} s ({d['build_writes_per_s']:,.0f} writes/s"
+        f" through the storage layer); p50 {d['p50_ms']:.1f} ms, p95 {d['p95_ms']:.1f} ms")
+    kinds_line = "  by kind (p50 / p95 ms, n): " + "; ".join(
+        f"{k} {m:.1f}/{p95:.1f} ({n})" for k, (m, p95, n) in d["by_kind"].items())
+    fanout_line = (
+        f"fan-out: {f['followers']:,} inboxes in {', '.join(f'{s:.2f}' for s in f['rounds_s'])}"
+        f" s; with 10% answering 500 the other {f['sent']} in {f['with_failures_s']:.2f} s,"
+        f" {f['retry_scheduled']} queued for a retry; peak RSS {f['peak_rss_mb']:.0f} MB")
+    footprint_line = (
+        f"footprint: first start with --demo {p['first_start_s']:.2f} s; restarts"
+        f" {', '.join(f'{s:.2f}' for s in p['startups_s'])} s; idle RSS"
+        f" {', '.join(f'{m:.1f}' for m in p['idle_rss_rounds_mb'])} MB")
+    verify_line = f"verify: {v['ours_per_s']:,.0f}/s ours vs {v['raw_per_s']:,.0f}/s raw RSA"
+    return [inbox_line, verify_line, directory_line, kinds_line, fanout_line, footprint_line]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke version")
+    parser.add_argument("--profile", type=Path, help="write py-spy samples of the node here")
+    args = parser.parse_args(argv)
+    if args.profile:
+        if shutil.which(py_spy()) is None:
+            parser.error("--profile needs py-spy: pip install py-spy")
+        args.profile.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, dict[str, Any]] = {}
+    for name, bench in (("verify", lambda: verify.run(args.quick)),
+                        ("footprint", lambda: footprint.run(args.quick)),
+                        ("fanout", lambda: fanout.run(args.quick, args.profile)),
+                        ("inbox", lambda: inbox.run(args.quick, args.profile)),
+                        ("directory", lambda: directory.run(args.quick))):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = bench()
+    figures = _figures(results)
+    elapsed = time.monotonic() - started
+
+    print(f"Grassroots benchmarks{' (quick: smoke only)' if args.quick else ''}:"
+          f" {platform.node()}, {_cores()} cores, Python {platform.python_version()},"
+          f" {elapsed:.0f} s")
+    print(f"{'':42} {'figure':>10}  {'target':>8}  met")
+    for key, what, target, met in TARGETS:
+        print(f"{what:42} {figures[key]:>10.3g}  {target:>8}  {'yes' if met(figures[key]) else 'NO'}")
+    print("\n".join(_details(results)))
+    if args.profile:
+        for sample in sorted(args.profile.glob("*.txt")):
+            print(f"profile {sample.name} (share of busy samples):")
+            for part, ranked in hottest(sample).items():
+                print(f"  {part}: " + "; ".join(f"{name} {share:.0%}" for share, name in ranked))
+    if args.json:
+        if not all(math.isfinite(v) for v in figures.values()):
+            raise SystemExit(f"a figure is not a number: {figures}")
+        print(json.dumps({**figures, "quick": args.quick, "seconds": elapsed,
+                          "details": results}, default=str))
+    return 0
+
+
+def _cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

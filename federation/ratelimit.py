@@ -1,0 +1,83 @@
+"""Per-peer inbox rate limit: a token bucket for each sending host, held in memory.
+
+A sender may post `RATE` requests a second on average and `BURST` at once;
+past that it gets 429 with `Retry-After` before anything is read, parsed,
+fetched, verified or stored, so one peer's flood costs the others nothing.
+The sender is the host of the Signature's `keyId` (without its port, as a
+block covers every port), which must be the actor's host for the request to
+be accepted at all; a request with no usable keyId is counted against the
+address it came from. At most `MAX_TRACKED` senders are remembered, the
+least recently seen forgotten first (it then starts again with a full bucket).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from federation.addresses import normalise_host
+from federation.signatures import SignatureError, parse_signature_header
+
+RATE = 20.0        # requests a second, sustained
+BURST = 100.0      # requests at once
+MAX_TRACKED = 10_000
+
+
+class PeerRateLimits:
+    """Token buckets by sender; `take` spends one token or says how long to wait."""
+
+    def __init__(self, rate: float = RATE, burst: float = BURST,
+                 max_tracked: int = MAX_TRACKED,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_tracked = max_tracked
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, when
+
+    def take(self, sender: str) -> float:
+        """Spend one of `sender`'s tokens: 0.0 if it may go on, else the seconds to wait."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(sender, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate
+        self._buckets[sender] = (tokens, now)  # re-inserted: most recently seen last
+        if len(self._buckets) > self.max_tracked:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def sender_of(request: Request) -> str:
+    """Who a request is counted against: its keyId's host, else the address it came from."""
+    header = request.headers.get("signature")
+    if header is not None:
+        try:
+            host = httpx.URL(parse_signature_header(header).key_id).host
+            if host:
+                return normalise_host(host)
+        except (SignatureError, httpx.InvalidURL, ValueError):
+            pass
+    return f"address {request.client.host if request.client else '?'}"
+
+
+def refusal(request: Request, limits: PeerRateLimits) -> Response | None:
+    """429 with Retry-After when the request's sender is over its rate; None to go on."""
+    sender = sender_of(request)
+    wait = limits.take(sender)
+    if not wait:
+        return None
+    seconds = max(1, math.ceil(wait))
+    return PlainTextResponse(f"too many requests from {sender[:100]}; retry in {seconds} s",
+                             status_code=429, headers={"Retry-After": str(seconds)})

@@ -1,0 +1,122 @@
+"""The per-peer inbox rate limit: token buckets, who is counted, and the 429 the inbox gives.
+
+The flood between two real peers is in tests/test_attacks.py.
+"""
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+
+from federation.ratelimit import BURST, RATE, PeerRateLimits, refusal, sender_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limits(**options) -> tuple[PeerRateLimits, Clock]:
+    clock = Clock()
+    return PeerRateLimits(clock=clock, **options), clock
+
+
+def test_a_sender_may_burst_then_waits_for_the_next_token() -> None:
+    bucket, _ = limits(rate=20, burst=100)
+    assert [bucket.take("peer.example") for _ in range(100)] == [0.0] * 100
+    assert bucket.take("peer.example") == pytest.approx(1 / 20)
+
+
+def test_tokens_come_back_at_the_sustained_rate_up_to_the_burst() -> None:
+    bucket, clock = limits(rate=20, burst=100)
+    for _ in range(100):
+        bucket.take("peer.example")
+    clock.now += 0.5  # ten tokens
+    assert [bucket.take("peer.example") for _ in range(10)] == [0.0] * 10
+    assert bucket.take("peer.example") > 0
+    clock.now += 3600
+    assert [bucket.take("peer.example") for _ in range(100)] == [0.0] * 100
+    assert bucket.take("peer.example") > 0
+
+
+def test_refused_requests_do_not_dig_the_bucket_deeper() -> None:
+    bucket, clock = limits(rate=20, burst=100)
+    for _ in range(100):
+        bucket.take("peer.example")
+    for _ in range(1000):
+        assert bucket.take("peer.example") == pytest.approx(1 / 20)
+    clock.now += 1 / 20 + 1e-9
+    assert bucket.take("peer.example") == 0.0
+
+
+def test_one_senders_flood_leaves_every_other_sender_its_burst() -> None:
+    bucket, _ = limits(rate=20, burst=100)
+    for _ in range(10_000):
+        bucket.take("flood.example")
+    assert [bucket.take("calm.example") for _ in range(100)] == [0.0] * 100
+
+
+def test_the_least_recently_seen_sender_is_forgotten_first() -> None:
+    bucket, _ = limits(rate=20, burst=2, max_tracked=3)
+    for host in ("a.example", "b.example", "c.example"):
+        bucket.take(host)
+        bucket.take(host)
+    bucket.take("a.example")  # a is seen again: b is now the oldest
+    bucket.take("d.example")  # b is forgotten
+    assert len(bucket) == 3
+    assert bucket.take("a.example") > 0     # still tracked, still empty
+    assert bucket.take("b.example") == 0.0  # forgotten: a full bucket again
+    assert bucket.take("c.example") == 0.0  # and b's return pushed c out
+
+
+def test_the_defaults_are_twenty_a_second_with_bursts_of_a_hundred() -> None:
+    assert (RATE, BURST) == (20.0, 100.0)
+
+
+def request(headers: dict[str, str], client: tuple[str, int] | None = ("192.0.2.7", 5000)):
+    scope = {"type": "http", "method": "POST", "path": "/inbox", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": client}
+    return Request(scope)
+
+
+@pytest.mark.parametrize("key_id", [
+    "https://Peer.Example./actor#main-key", "https://peer.example:8443/actor#main-key",
+    "https://peer.example/keys/1", "https://PEER.example/users/x?y#main-key",
+])
+def test_the_sender_is_the_key_ids_host_in_one_form_for_every_port(key_id: str) -> None:
+    header = f'keyId="{key_id}",signature="YQ=="'
+    assert sender_of(request({"Signature": header})) == "peer.example"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Signature": "garbage"},
+                                     {"Signature": 'keyId="mailto:x",signature="YQ=="'},
+                                     {"Signature": 'keyId="https://[::1/",signature="YQ=="'}])
+def test_without_a_usable_key_id_the_address_is_counted(headers: dict[str, str]) -> None:
+    assert sender_of(request(headers)) == "address 192.0.2.7"
+    assert sender_of(request(headers, client=None)) == "address ?"
+
+
+def test_over_the_limit_is_429_with_a_whole_second_retry_after() -> None:
+    bucket, _ = limits(rate=0.25, burst=1)
+    incoming = request({"Signature": 'keyId="https://peer.example/a",signature="YQ=="'})
+    assert refusal(incoming, bucket) is None
+    response = refusal(incoming, bucket)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "4"
+    assert response.body.decode() == "too many requests from peer.example; retry in 4 s"
+
+
+def test_the_inbox_refuses_a_flooding_sender_before_looking_at_its_body(client, run_db) -> None:
+    """Unsigned requests count against the address; once over, a body that would be 413
+    is 429 instead: the limit comes before anything of the request is read."""
+    headers = {"Content-Type": "application/activity+json"}
+    over_the_cap = b" " * 1_000_001
+    answers = []
+    while 429 not in answers and len(answers) < 1000:
+        answers.append(client.post("/inbox", content=over_the_cap, headers=headers).status_code)
+    assert answers[-1] == 429 and set(answers[:-1]) == {413}
+    assert len(answers) > BURST
+    assert run_db(lambda db: db.fetchval("SELECT count(*) FROM inbox_items")) == 0
