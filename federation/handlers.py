@@ -189,10 +189,18 @@ async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str
             local_group = await _upsert_group(fed, await _object(fed, group_id, host), host)
         draft, changes, cancelled = parse_event(obj)
         await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
-                                         url=first_id(obj.get("url")) or obj["id"],
+                                         url=page_url(obj, host),
                                          draft=draft, changes=changes, cancelled=cancelled)
     else:
         raise Ignored(f"{obj.get('type')} objects are not listed")
+
+
+def page_url(obj: dict[str, Any], host: str) -> str:
+    """The listing's public page: its ``url`` when that is http(s) on its origin."""
+    url = first_id(obj.get("url"))
+    if url and url.lower().startswith(("https://", "http://")) and host_of(url) == host:
+        return url
+    return obj["id"]
 
 
 def _audience(obj: dict[str, Any]) -> list[str]:
@@ -206,7 +214,7 @@ def _audience(obj: dict[str, Any]) -> list[str]:
 async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str) -> int:
     username, draft = parse_group(obj)
     return await remote.upsert_remote_group(
-        fed.db, origin=host, ap_id=obj["id"], url=first_id(obj.get("url")) or obj["id"],
+        fed.db, origin=host, ap_id=obj["id"], url=page_url(obj, host),
         username=username, draft=draft)
 
 

@@ -43,7 +43,7 @@ ACTIVITY_MEDIA_TYPES = frozenset({"application/activity+json", "application/ld+j
 _FOREIGN_OBJECT_TYPES = frozenset({"Announce", "Accept", "Reject"})
 _KNOWN_ACTOR_TYPES = frozenset({"Undo", "Delete"})
 _FOLLOWING = frozenset({"requested", "accepted"})
-_FOLLOWER = frozenset({"pending", "approved"})
+_FOLLOWER = frozenset({"approved"})
 
 log = logging.getLogger(__name__)
 

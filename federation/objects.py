@@ -11,7 +11,7 @@ import html
 import re
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 import nh3
 from dateutil.rrule import DAILY, rrulestr
@@ -26,9 +26,10 @@ from node.domain import (
     OccurrenceChange,
     Visibility,
 )
-from node.forms import LANGUAGE_TAG, TAG
+from node.forms import LANGUAGE_TAG, TAG, known_timezone
 
 LOCAL = "%Y-%m-%dT%H:%M"
+MARKUP_LEFT = re.compile(r"<\s*[a-zA-Z!/]")
 
 
 class ObjectError(ValueError):
@@ -39,8 +40,14 @@ def plain_text(value: Any, limit: int) -> str:
     """Remote HTML as plain text: tags removed, entities decoded, paragraphs kept."""
     if not isinstance(value, str):
         return ""
-    value = re.sub(r"(?i)<\s*(br|/p|/li|/h\d)\s*/?>", "\n", value[: limit * 4])
-    text = html.unescape(nh3.clean(value, tags=set()))
+    text = re.sub(r"(?i)<\s*(br|/p|/li|/h\d)\s*/?>", "\n", value[: limit * 4])
+    # Entity-encoded markup decodes into markup: clean again until nothing changes.
+    for _ in range(3):
+        cleaned = html.unescape(nh3.clean(text, tags=set()))
+        if cleaned == text:
+            break
+        text = cleaned
+    text = re.sub(r"<|>", "", text) if MARKUP_LEFT.search(text) else text
     text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()[:limit]
 
@@ -80,8 +87,8 @@ def _topics(document: dict[str, Any]) -> tuple[str, ...]:
     if topics:
         return topics
     tags = document.get("tag") if isinstance(document.get("tag"), list) else []
-    names = [t.get("name", "").lstrip("#").lower().replace("_", "-")
-             for t in tags if isinstance(t, dict) and t.get("type") == "Hashtag"]
+    names = [t["name"].lstrip("#").lower().replace("_", "-") for t in tags
+             if isinstance(t, dict) and t.get("type") == "Hashtag" and isinstance(t.get("name"), str)]
     return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and TAG.match(n)))[:12]
 
 
@@ -157,34 +164,27 @@ def parse_event(document: dict[str, Any]) -> tuple[EventDraft, list[OccurrenceCh
     if not title:
         raise ObjectError("name is missing")
     timezone = document.get("timezone")
-    if not isinstance(timezone, str) or timezone not in available_timezones():
+    if not known_timezone(timezone):
         timezone = "UTC"
     recurrence = document.get("recurrence")
     changes: list[OccurrenceChange] = []
-    if isinstance(recurrence, dict):
-        timezone = recurrence.get("timezone") if recurrence.get("timezone") in \
-            available_timezones() else timezone
-        starts_at = _local(recurrence.get("dtstart"), "recurrence.dtstart")
-        duration = recurrence.get("durationMinutes")
-        rrule = _rrule(recurrence.get("rrule"), starts_at)
-        for slot in (recurrence.get("cancelled") or [])[:500]:
-            changes.append(OccurrenceChange(_local(slot, "cancelled"), cancelled=True))
-        for moved in (recurrence.get("moved") or [])[:500]:
-            if isinstance(moved, dict):
-                minutes = moved.get("durationMinutes")
-                changes.append(OccurrenceChange(
-                    _local(moved.get("original"), "moved.original"), cancelled=False,
-                    starts_at=_local(moved.get("start"), "moved.start"),
-                    duration_minutes=minutes if isinstance(minutes, int) and
-                    0 < minutes <= 24 * 60 else None))
-    else:
-        start = _instant(document.get("startTime"), "startTime")
-        end = _instant(document["endTime"], "endTime") if document.get("endTime") else \
-            start + timedelta(hours=1)
-        starts_at = start.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0,
-                                                                 microsecond=0)
-        duration = int((end - start).total_seconds() // 60)
-        rrule = None
+    try:
+        if isinstance(recurrence, dict):
+            if known_timezone(recurrence.get("timezone")):
+                timezone = recurrence["timezone"]
+            starts_at = _local(recurrence.get("dtstart"), "recurrence.dtstart")
+            duration = recurrence.get("durationMinutes")
+            rrule = _rrule(recurrence.get("rrule"), starts_at)
+            changes = _changes(recurrence)
+        else:
+            start = _instant(document.get("startTime"), "startTime")
+            end = _instant(document["endTime"], "endTime") if document.get("endTime") else \
+                start + timedelta(hours=1)
+            starts_at = start.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+            duration = int((end - start).total_seconds() // 60)
+            rrule = None
+    except OverflowError as e:
+        raise ObjectError("a date is out of range") from e
     if not isinstance(duration, int) or not 0 < duration <= 24 * 60:
         duration = 60
     capacity = document.get("maximumAttendeeCapacity")
@@ -206,6 +206,22 @@ def parse_event(document: dict[str, Any]) -> tuple[EventDraft, list[OccurrenceCh
     )
     cancelled = document.get("ical:status") == "CANCELLED"
     return draft, changes, cancelled
+
+
+def _changes(recurrence: dict[str, Any]) -> list[OccurrenceChange]:
+    """Cancelled and moved occurrences of a series (at most 500 of each)."""
+    cancelled, moved = recurrence.get("cancelled"), recurrence.get("moved")
+    changes = [OccurrenceChange(_local(slot, "cancelled"), cancelled=True)
+               for slot in (cancelled if isinstance(cancelled, list) else [])[:500]]
+    for item in (moved if isinstance(moved, list) else [])[:500]:
+        if isinstance(item, dict):
+            minutes = item.get("durationMinutes")
+            changes.append(OccurrenceChange(
+                _local(item.get("original"), "moved.original"), cancelled=False,
+                starts_at=_local(item.get("start"), "moved.start"),
+                duration_minutes=minutes if isinstance(minutes, int) and
+                0 < minutes <= 24 * 60 else None))
+    return changes
 
 
 def first_id(value: Any) -> str | None:

@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 CONFIG_FILE = "config.toml"
 SECRET_FILE = "secret.key"
 DATABASE_FILE = "grassroots.db"
@@ -58,6 +60,7 @@ def load_config(data_dir: Path, public_url: str | None = None) -> Config:
     secret_key = (data_dir / SECRET_FILE).read_text(encoding="utf-8").strip()
     return Config(
         data_dir=data_dir,
-        public_url=(public_url or values["public_url"]).rstrip("/"),
+        # An international domain name as its ASCII (punycode) form, as ids carry it.
+        public_url=str(httpx.URL(public_url or values["public_url"])).rstrip("/"),
         secret_key=secret_key,
     )

@@ -34,7 +34,8 @@ from node.security import MIN_PASSWORD_LENGTH
 
 Errors = dict[str, str]
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Unambiguous parts (the domain's labels cannot contain dots), so matching is linear.
+EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 # BCP 47 in the shape people use: a primary language and optional subtags.
 LANGUAGE_TAG = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")
 TAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -153,7 +154,7 @@ def parse_registration(form: FormData) -> tuple[dict[str, str] | None, Errors]:
     display_name = require(errors, "display_name", text(form, "display_name"),
                            "a display name", 60)
     email = text(form, "email").lower()
-    if not EMAIL.match(email) or len(email) > 254:
+    if len(email) > 254 or not EMAIL.match(email):
         errors["email"] = "Enter a valid email address, like name@example.org."
     password = form.get("password", "")
     password_errors = password_problems(password if isinstance(password, str) else "")
@@ -216,6 +217,16 @@ WEEKDAY_CODES = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 @functools.cache
 def timezone_names() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@functools.cache
+def _timezone_set() -> frozenset[str]:
+    return frozenset(timezone_names())
+
+
+def known_timezone(name: object) -> bool:
+    """An IANA zone this machine knows (the list is read from disk once)."""
+    return isinstance(name, str) and name in _timezone_set()
 
 
 def local_datetime(errors: Errors, name: str, value: str, label: str) -> datetime | None:
@@ -374,7 +385,7 @@ def parse_event_form(form: FormData, kept_online_url: str = "") -> tuple[EventDr
     start = local_datetime(errors, "starts_at", text(form, "starts_at"), "the start")
     duration = meeting_length(errors, form, start)
     timezone = text(form, "timezone")
-    if timezone not in timezone_names():
+    if not known_timezone(timezone):
         errors["timezone"] = "Choose a time zone from the list, such as Europe/London."
     elif "starts_at" not in errors:
         exists_in_zone(errors, "starts_at", start, timezone)

@@ -12,7 +12,8 @@ from node.storage.groups import directory_choices, search_directory
 from node.web.auth import current_account
 from node.web.templating import render
 
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+PAGE = re.compile(r"[0-9]{1,6}")
 
 
 def directory_query(request: Request) -> tuple[DirectoryQuery, dict[str, str]]:
@@ -48,7 +49,7 @@ def directory_query(request: Request) -> tuple[DirectoryQuery, dict[str, str]]:
         origin=one_of("origin", {"local", "federated"}),
         date_from=dates["from"],
         date_to=dates["to"] if "to" not in errors else "",
-        page=int(page) if page.isdigit() else 1,
+        page=int(page) if PAGE.fullmatch(page) else 1,
     )
     return query, errors
 
