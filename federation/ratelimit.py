@@ -23,8 +23,8 @@ from starlette.responses import PlainTextResponse, Response
 from federation.addresses import normalise_host
 from federation.signatures import SignatureError, parse_signature_header
 
-RATE = 20.0        # requests a second, sustained
-BURST = 100.0      # requests at once
+RATE = 50.0        # requests a second, sustained
+BURST = 200.0      # requests at once
 MAX_TRACKED = 10_000
 
 

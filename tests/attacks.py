@@ -14,7 +14,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,20 +34,11 @@ from starlette.routing import Route
 from federation.addresses import url_host
 from federation.keys import generate_key, public_pem
 from federation.signatures import sign_headers
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 AP = "application/activity+json"
 AS = "https://www.w3.org/ns/activitystreams"
 PUBLIC = f"{AS}#Public"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Poll until ``check()`` is truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 # --- hostile peers -----------------------------------------------------------------------
@@ -203,7 +194,7 @@ class Victim:
                         (None, "received") and state, f"{activity_id} to be processed")
 
 
-# --- the tally ---------------------------------------------------------------------------
+# --- attacks and the tally -----------------------------------------------------------------
 
 
 @dataclass
@@ -239,3 +230,65 @@ class Tally:
 
 
 TALLY = Tally()
+
+
+_reported: list[bool] = []
+
+
+def report_tally(config: pytest.Config) -> None:
+    """Print the tally once, when the test session ends (whichever attack modules ran)."""
+    if _reported:
+        return
+    _reported.append(True)
+
+    def report() -> None:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if capture is None:
+            print("\n" + TALLY.summary())
+            return
+        with capture.global_and_fixture_disabled():
+            print("\n" + TALLY.summary())
+
+    config.add_cleanup(report)
+
+
+def refused(victim: Victim, kind: str, name: str, status: int,
+            send: Callable[[], httpx.Response], reason: str = "") -> httpx.Response:
+    """Send one attack; it must get ``status`` with a one-line reason and change nothing."""
+    with TALLY.trying(kind, name, outcome=str(status)):
+        before = victim.snapshot()
+        response = send()
+        assert response.status_code == status, (name, response.status_code, response.text)
+        assert reason in response.text, (name, response.text)
+        assert response.headers["content-type"].startswith("text/plain"), name
+        assert "\n" not in response.text.strip(), name
+        assert victim.snapshot() == before, f"{name}: something was stored"
+        assert victim.serving(), f"{name}: the node stopped serving"
+    return response
+
+
+def neutralised(victim: Victim, kind: str, name: str, activity_id: str,
+                send: Callable[[], httpx.Response]) -> None:
+    """Send one attack that is well-formed: taken once (202), ignored, nothing it names changes."""
+    with TALLY.trying(kind, name, outcome="202 ignored"):
+        _, listings = victim.snapshot()
+        response = send()
+        assert response.status_code == 202, (name, response.status_code, response.text)
+        assert victim.settled(activity_id) == "ignored", name
+        assert victim.snapshot()[1] == listings, f"{name}: a listing changed"
+        assert victim.serving(), f"{name}: the node stopped serving"
+
+
+def activity(stub: Stub, kind: str, obj: Any, actor: str | None = None) -> dict[str, Any]:
+    return {"@context": AS, "id": stub.url(f"/activities/{uuid.uuid4()}"), "type": kind,
+            "actor": actor or stub.actor, "object": obj, "to": [PUBLIC]}
+
+
+def group(stub: Stub, slug: str, **fields: Any) -> dict[str, Any]:
+    return {"id": stub.url(f"/groups/{slug}"), "type": "Group", "preferredUsername": slug,
+            "name": slug.replace("-", " ").title(), "summary": "A peer group.",
+            "to": [PUBLIC], **fields}
+
+
+def note(stub: Stub) -> dict[str, Any]:
+    return {"id": stub.url(f"/notes/{uuid.uuid4()}"), "type": "Note", "content": "hello"}

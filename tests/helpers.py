@@ -7,9 +7,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -114,3 +115,12 @@ def loopback_server(app: Starlette, port: int, host: str = "127.0.0.1") -> Itera
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    """Poll until ``check()`` is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value

@@ -1,20 +1,18 @@
-"""Attacks on real node processes: each is refused, nothing is stored, the node keeps serving.
+"""Attacks on a real node process: each is refused, nothing is stored, the node keeps serving.
 
 The victim is `grassroots serve --dev --demo` on 127.0.0.1. The hostile peers
 `evil` (127.0.0.5) and `other` (127.0.0.6) are uvicorn stubs with their own
 RSA keys; the victim follows both and each answers with a signed Accept, so
 both are admitted peers and their refusals come from the checks, not from the
-allow-list. A second victim runs without --dev (public URL `https://bücher.test`)
-for keyIds on private addresses and host names in other forms: those are
-refused before any lookup or connection, which a listener on 127.0.0.1 proves.
-Fetching (SSRF) cases run in-process with an injected resolver and transport
-that refuse before any connection. Every case is counted; the module prints
-how many were tried and refused.
+allow-list. A case is "refused" when the answer is the stated 4xx with a
+one-line text/plain reason and the victim's inbox, listings, meetings and
+peers are unchanged; "neutralised" when a well-formed activity is taken (202)
+but the runner ignores it and nothing it names changes.
 
-A case is "refused" when the answer is the stated 4xx with a one-line
-text/plain reason and the victim's inbox, listings, meetings and peers are
-unchanged; "neutralised" when a well-formed activity is taken (202) but the
-runner ignores it and nothing it names changes.
+The rest of the suite: tests/test_attacks_production.py (a node without
+--dev), tests/test_attacks_fetching.py (SSRF, in-process), and
+tests/test_attacks_web.py (CSRF on every form). Every case of the four is
+counted, and the session ends by printing how many were tried and refused.
 """
 from __future__ import annotations
 
@@ -24,37 +22,37 @@ import hashlib
 import hmac
 import json
 import re
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import idna
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from starlette.testclient import TestClient
 
-from federation.context import Federation
-from federation.documents import Urls
-from federation.fetch import JRD_ACCEPT, Fetcher, FetchError
-from federation.handlers import MAX_BACKFILL_PAGES, backfill
+from federation.handlers import MAX_BACKFILL_PAGES
 from federation.keys import generate_key, load_private_key, public_pem
 from federation.signatures import digest_header
-from node.app import ROUTES, create_app
 from node.cli import initialise
-from node.config import load_config
-from node.db import Database
-from tests.attacks import AP, AS, PUBLIC, TALLY, Stub, Victim, wait_for
+from tests.attacks import (
+    AP,
+    PUBLIC,
+    TALLY,
+    Stub,
+    Victim,
+    activity,
+    group,
+    neutralised,
+    note,
+    refused,
+    report_tally,
+    wait_for,
+)
 from tests.helpers import free_port, loopback_server, serving
-from tests.test_fetch import PUBLIC_V4, FakeDNS, Network
 
 MALLORY = generate_key()  # a key nobody publishes
 
@@ -71,54 +69,9 @@ class World:
         return self.victim.post(path, body, headers)
 
 
-def refused(victim: Victim, kind: str, name: str, status: int,
-            send: Callable[[], httpx.Response], reason: str = "") -> httpx.Response:
-    """Send one attack; it must get ``status`` with a one-line reason and change nothing."""
-    with TALLY.trying(kind, name, outcome=str(status)):
-        before = victim.snapshot()
-        response = send()
-        assert response.status_code == status, (name, response.status_code, response.text)
-        assert reason in response.text, (name, response.text)
-        assert response.headers["content-type"].startswith("text/plain"), name
-        assert "\n" not in response.text.strip(), name
-        assert victim.snapshot() == before, f"{name}: something was stored"
-        assert victim.serving(), f"{name}: the node stopped serving"
-    return response
-
-
-def neutralised(victim: Victim, kind: str, name: str, activity_id: str,
-                send: Callable[[], httpx.Response]) -> None:
-    """Send one attack that is well-formed: taken once (202), ignored, nothing it names changes."""
-    with TALLY.trying(kind, name, outcome="202 ignored"):
-        _, listings = victim.snapshot()
-        response = send()
-        assert response.status_code == 202, (name, response.status_code, response.text)
-        assert victim.settled(activity_id) == "ignored", name
-        assert victim.snapshot()[1] == listings, f"{name}: a listing changed"
-        assert victim.serving(), f"{name}: the node stopped serving"
-
-
-def activity(stub: Stub, kind: str, obj: Any, actor: str | None = None) -> dict[str, Any]:
-    return {"@context": AS, "id": stub.url(f"/activities/{uuid.uuid4()}"), "type": kind,
-            "actor": actor or stub.actor, "object": obj, "to": [PUBLIC]}
-
-
-def group(stub: Stub, slug: str, **fields: Any) -> dict[str, Any]:
-    return {"id": stub.url(f"/groups/{slug}"), "type": "Group", "preferredUsername": slug,
-            "name": slug.replace("-", " ").title(), "summary": "A peer group.",
-            "to": [PUBLIC], **fields}
-
-
-def note(stub: Stub) -> dict[str, Any]:
-    return {"id": stub.url(f"/notes/{uuid.uuid4()}"), "type": "Note", "content": "hello"}
-
-
 @pytest.fixture(scope="module", autouse=True)
-def tally(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print("\n" + TALLY.summary())
+def tally(request: pytest.FixtureRequest) -> None:
+    report_tally(request.config)
 
 
 @pytest.fixture(scope="module")
@@ -457,138 +410,6 @@ def test_a_non_owner_cannot_widen_who_sees_a_local_group(world: World, visibilit
     assert victim.client.get(ours, headers={"Accept": AP}).status_code == 404
 
 
-# --- keyIds on private addresses, host names in other forms (a victim without --dev) --------
-
-
-class Listener:
-    """A TCP listener on 127.0.0.1 that counts connections: it must see none."""
-
-    def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.socket.settimeout(0.2)
-        self.port = self.socket.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.socket.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.socket.close()
-
-
-# bücher.test, never resolved: each case is refused before any lookup
-PRODUCTION_URL = "https://xn--bcher-kva.test"
-
-
-@pytest.fixture(scope="module")
-def loner() -> Stub:
-    """A peer that is only a key to sign with: never served, so every fetch of it must fail."""
-    return Stub("127.0.0.1", "loner")
-
-
-@pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Victim, Listener]]:
-    data = tmp_path_factory.mktemp("production") / "node"
-    initialise(data, PRODUCTION_URL)
-    listener = Listener()
-    try:
-        with serving(data) as (url, _):
-            victim = Victim(data, url)
-            victim.cli("peers", "block", "böse.test")
-            yield victim, listener
-    finally:
-        listener.close()
-    assert listener.connections == 0
-
-
-PRIVATE_KEY_HOSTS = [
-    "127.0.0.1:{port}", "127.1.2.3:{port}", "localhost:{port}", "[::1]:{port}",
-    "[::ffff:127.0.0.1]:{port}", "[::ffff:7f00:1]:{port}", "0.0.0.0:{port}", "[::]:{port}",
-    "[::ffff:0.0.0.0]:{port}", "10.0.0.1", "172.16.0.1", "172.31.255.254", "192.168.1.1",
-    "169.254.169.254", "[::ffff:a9fe:a9fe]", "100.64.0.1", "198.18.0.1", "[fc00::1]",
-    "[fd12:3456::1]", "[fe80::1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::1]",
-    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
-]
-
-
-@pytest.mark.parametrize("host", PRIVATE_KEY_HOSTS)
-def test_a_key_id_on_a_private_address_is_401_without_a_connection(production, loner,
-                                                                   host) -> None:
-    victim, listener = production
-    actor = f"https://{host.format(port=listener.port)}/actor"
-    follow = {"@context": AS, "id": f"{actor}/follows/1", "type": "Follow", "actor": actor,
-              "object": f"{PRODUCTION_URL}/actor"}
-    body, headers = loner.sign(follow, victim.url + "/inbox", key_id=f"{actor}#main-key")
-    refused(victim, "keys", f"keyId on {host.format(port='port')}", 401,
-            lambda: victim.post("/inbox", body, headers), "not public")
-    assert listener.connections == 0
-
-
-@pytest.mark.parametrize("key_id,reason", [
-    ("file:///etc/passwd", "scheme"), ("data:application/activity+json,{}", "scheme"),
-    ("gopher://127.0.0.1:70/_", "scheme"), ("ftp://127.0.0.1/key", "scheme"),
-    ("http://127.0.0.1/actor#main-key", "scheme"),
-    ("https://user:pw@127.0.0.1/actor#main-key", "credentials"),
-])
-def test_a_key_id_with_another_scheme_is_401(production, loner, key_id: str,
-                                             reason: str) -> None:
-    victim, _ = production
-    actor = "https://127.0.0.1/actor"
-    follow = {"@context": AS, "id": f"{actor}/follows/2", "type": "Follow", "actor": actor,
-              "object": f"{PRODUCTION_URL}/actor"}
-    body, headers = loner.sign(follow, victim.url + "/inbox", key_id=key_id)
-    refused(victim, "keys", f"keyId {key_id.split(':')[0]}: ({reason})", 401,
-            lambda: victim.post("/inbox", body, headers), reason)
-
-
-OUR_HOST_FORMS = ["https://BÜCHER.TEST/actor", "https://bücher.test./actor",
-                  "https://XN--BCHER-KVA.test/actor", "https://xn--bcher-kva.TEST.:443/actor"]
-BLOCKED_FORMS = ["https://BÖSE.test/users/x", "https://böse.test./users/x",
-                 f"https://{idna.encode('böse.test', uts46=True).decode().upper()}/users/x",
-                 "https://böse.test:8443/users/x"]
-
-
-@pytest.mark.parametrize("actor,status,reason", [
-    *[(a, 403, "this node's host") for a in OUR_HOST_FORMS],
-    *[(a, 403, "blocked") for a in BLOCKED_FORMS],
-    # decomposed "ü" (u + U+0308): httpx will not parse it, so it never names any host
-    ("https://bu\u0308cher.test/actor", 400, "not an http(s) URL"),
-])
-def test_host_names_differing_by_case_dot_or_idn_form_are_the_same_host(
-        production, loner, actor: str, status: int, reason: str) -> None:
-    victim, _ = production
-    follow = {"@context": AS, "id": f"{actor}/follows/3", "type": "Follow", "actor": actor,
-              "object": f"{PRODUCTION_URL}/actor"}
-    body, headers = loner.sign(follow, victim.url + "/inbox",
-                               key_id="https://127.0.0.1/actor#main-key")  # never reached
-    refused(victim, "origin", f"host in another form: {actor}", status,
-            lambda: victim.post("/inbox", body, headers), reason)
-
-
-def test_a_node_at_an_idn_host_answers_a_key_it_cannot_fetch_with_401(tmp_path: Path,
-                                                                     loner: Stub) -> None:
-    initialise(tmp_path / "n", "https://bücher.test")
-    actor = "https://localhost:1/actor"  # resolved from /etc/hosts to loopback: refused
-    follow = {"@context": AS, "id": f"{actor}/follows/1", "type": "Follow", "actor": actor,
-              "object": "https://bücher.test/actor"}
-    body, headers = loner.sign(follow, "http://testserver/inbox", key_id=f"{actor}#main-key")
-    app = create_app(load_config(tmp_path / "n"))
-    with TALLY.trying("keys", "keyId on loopback, sent to a node at an IDN host", outcome="401"),\
-            TestClient(app, raise_server_exceptions=False) as client:
-        assert client.post("/inbox", content=body, headers=headers).status_code == 401
-
-
 # --- bodies ---------------------------------------------------------------------------------
 
 
@@ -703,82 +524,7 @@ def test_a_listing_link_is_never_javascript_or_on_another_host(world: World) -> 
         assert "javascript:" not in page and "phish.example" not in page
 
 
-# --- fetching (SSRF): in-process, injected resolver and transport ---------------------------
-
-
-def _with_federation(tmp: Path, fetcher: Fetcher, work: Callable[[Federation], Any]) -> Any:
-    initialise(tmp, "https://ours.example")
-    return asyncio.run(_federating(tmp, fetcher, work))
-
-
-async def _federating(tmp: Path, fetcher: Fetcher, work: Callable[[Federation], Any]) -> Any:
-    db = Database(tmp / "grassroots.db")
-    await db.open()
-    try:
-        async with fetcher:
-            return await work(Federation(db, fetcher, Urls("https://ours.example")))
-    finally:
-        await db.close()
-
-
-def _page(network: Network, path: str, next_url: str | None, items: int = 0) -> None:
-    body: dict[str, Any] = {"id": f"https://peer.example{path}", "type": "OrderedCollectionPage",
-                            "orderedItems": [{"id": f"https://peer.example{path}/{i}",
-                                              "type": "Like"} for i in range(items)]}
-    if next_url is not None:
-        body["next"] = next_url
-    network.page("peer.example", path, body=body)
-
-
-NEXT_URLS = {
-    "next on a private address": "https://10.0.0.1/outbox/2",
-    "next on the metadata address": "https://169.254.169.254/latest/meta-data/",
-    "next on loopback v6": "https://[::1]/outbox/2",
-    "next on a mapped v4 address": "https://[::ffff:127.0.0.1]/outbox/2",
-    "next hiding a private address behind userinfo": "https://peer.example@10.0.0.1/x",
-    "next on a name resolving privately": "https://internal.example/outbox/2",
-    "next on another host": "https://elsewhere.example/outbox/2",
-    "next as a data: URL": "data:application/activity+json,{}",
-    "next as a file: URL": "file:///etc/passwd",
-    "next over plain http": "http://peer.example/outbox/2",
-    "next on the peer's name, rebound to loopback": "https://peer.example/outbox/2",
-}
-
-
-@pytest.mark.parametrize("name", NEXT_URLS)
-def test_an_outbox_next_link_never_reaches_a_private_address(tmp_path: Path, name: str) -> None:
-    network, dns = Network(), FakeDNS()
-    rebinding = "rebound" in name
-    dns.add("peer.example", [PUBLIC_V4], *([[PUBLIC_V4], ["127.0.0.1"]] if rebinding else []))
-    dns.add("internal.example", ["10.9.8.7"])
-    dns.add("elsewhere.example", [PUBLIC_V4])
-    network.page("peer.example", "/outbox", body={"id": "https://peer.example/outbox",
-                                                  "type": "OrderedCollection",
-                                                  "first": "https://peer.example/outbox/1"})
-    _page(network, "/outbox/1", NEXT_URLS[name])
-    _page(network, "/outbox/2", None)
-    fetcher = Fetcher(resolver=dns, transport=network)
-    with TALLY.trying("fetching", f"outbox {name}", outcome="not fetched"):
-        applied = _with_federation(tmp_path / "node", fetcher, lambda fed: backfill(
-            fed, "https://peer.example/outbox", "peer.example"))
-        assert applied == 0
-        assert network.connected == [PUBLIC_V4, PUBLIC_V4]  # the outbox and its first page
-
-
-def test_an_outbox_that_pages_forever_stops_at_the_page_cap(tmp_path: Path) -> None:
-    network, dns = Network(), FakeDNS()
-    dns.add("peer.example", [PUBLIC_V4])
-    network.page("peer.example", "/outbox", body={"id": "https://peer.example/outbox",
-                                                  "type": "OrderedCollection",
-                                                  "first": "https://peer.example/outbox/1"})
-    for n in range(1, 100):
-        _page(network, f"/outbox/{n}", f"https://peer.example/outbox/{n + 1}")
-    fetcher = Fetcher(resolver=dns, transport=network)
-    with TALLY.trying("fetching", "an outbox that pages forever (in-process)",
-                      outcome=f"stopped after {MAX_BACKFILL_PAGES} pages"):
-        _with_federation(tmp_path / "node", fetcher, lambda fed: backfill(
-            fed, "https://peer.example/outbox", "peer.example"))
-        assert len(network.requests) == 1 + MAX_BACKFILL_PAGES
+# --- an outbox that pages forever -------------------------------------------------------
 
 
 def test_an_endless_outbox_of_a_real_peer_stopped_at_the_page_cap(world: World) -> None:
@@ -790,100 +536,13 @@ def test_an_endless_outbox_of_a_real_peer_stopped_at_the_page_cap(world: World) 
         assert world.evil.hits[f"/outbox?page={MAX_BACKFILL_PAGES + 1}"] == 0
 
 
-DISCOVERED = {
-    "NodeInfo link to the metadata address": "https://169.254.169.254/nodeinfo/2.1",
-    "NodeInfo link to a name resolving privately": "https://internal.example/nodeinfo/2.1",
-    "NodeInfo link over plain http": "http://peer.example/nodeinfo/2.1",
-    "NodeInfo link to a mapped address": "https://[::ffff:a9fe:a9fe]/nodeinfo",
-    "NodeInfo link to a disguised loopback (decimal)": "https://2130706433/nodeinfo",
-    "NodeInfo link to a disguised loopback (hex)": "https://0x7f000001/nodeinfo",
-    "NodeInfo link to a disguised loopback (octal)": "https://0177.0.0.1/nodeinfo",
-    "NodeInfo link to a disguised loopback (short)": "https://127.1/nodeinfo",
-    "NodeInfo link to an IPv6 zone": "https://[fe80::1%25eth0]/nodeinfo",
-    "NodeInfo link to NAT64 loopback": "https://[64:ff9b::7f00:1]/nodeinfo",
-    "NodeInfo link as a data: URL": "data:application/json,{}",
-    "WebFinger self link to a ULA address": "https://[fd00::1]/users/x",
-    "WebFinger self link to 6to4 loopback": "https://[2002:7f00:1::1]/users/x",
-    "WebFinger self link to Teredo": "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/u",
-    "WebFinger self link to CGNAT": "https://100.64.0.1/users/x",
-    "WebFinger self link to a benchmarking address": "https://198.18.0.1/users/x",
-}
-
-
-@pytest.mark.parametrize("name", DISCOVERED)
-def test_links_in_a_peers_discovery_documents_are_not_followed_to_private_places(
-        name: str) -> None:
-    network, dns = Network(), FakeDNS()
-    dns.add("peer.example", [PUBLIC_V4])
-    dns.add("internal.example", ["10.1.1.1"])
-    link = DISCOVERED[name]
-    network.page("peer.example", "/.well-known/nodeinfo",
-                 body={"links": [{"rel": "http://nodeinfo.diaspora.software/ns/schema/2.1",
-                                  "href": link}]},
-                 headers={"content-type": "application/json"})
-
-    async def go() -> None:
-        async with Fetcher(resolver=dns, transport=network) as fetcher:
-            found = await fetcher.get_json("https://peer.example/.well-known/nodeinfo",
-                                           accept=JRD_ACCEPT, require_id=False)
-            with pytest.raises(FetchError):
-                await fetcher.get_json(found.document["links"][0]["href"], require_id=False)
-
-    with TALLY.trying("fetching", name, outcome="not fetched"):
-        asyncio.run(go())
-        assert network.connected == [PUBLIC_V4]
-        assert dns.lookups in (["peer.example"], ["peer.example", "internal.example"])
-
-
-# --- web: CSRF on every form ----------------------------------------------------------------
-
-
-def _post_routes() -> list[str]:
-    paths = []
-    for route in ROUTES:
-        methods = getattr(route, "methods", None) or set()
-        if "POST" in methods and not route.path.endswith("inbox"):
-            paths.append(re.sub(r"\{(\w+)(:int)?\}", lambda m: "1" if m.group(2) else "x",
-                                route.path))
-    return paths
-
-
-def test_every_form_post_without_the_csrf_token_is_403(visitor, admin) -> None:
-    paths = _post_routes()
-    assert len(paths) >= 15, paths
-    for path in paths:
-        for who, browser in (("anonymous", visitor()), ("admin", admin)):
-            browser.get("/login")  # a session that has a token of its own
-            for label, form in (("no token", {"x": "1"}),
-                                ("a wrong token", {"x": "1", "csrf_token": "forged"})):
-                with TALLY.trying("web", f"POST {path} as {who} with {label}", outcome="403"):
-                    response = browser.request("POST", path, data=form)
-                    assert response.status_code == 403, (path, who, label,
-                                                          response.status_code)
-                    assert response.headers["content-type"].startswith("text/plain")
-    assert admin.get("/admin/settings").status_code == 200  # the session still works
-
-
-def test_a_huge_email_on_the_register_form_is_refused_at_once(visitor, open_registration) -> None:
-    browser = visitor()
-    with TALLY.trying("web", "a 30 KB email built to make the email regex backtrack",
-                      outcome="400"):
-        started = time.perf_counter()
-        response = browser.post("/register", {"display_name": "x",
-                                              "email": "a@" + "." * 30_000 + "@",
-                                              "password": "correct horse battery"},
-                                page="/register")
-        assert response.status_code == 400
-        assert time.perf_counter() - started < 1
-
-
 # --- a flood from one peer ------------------------------------------------------------------
 
 
 def test_a_flood_from_one_peer_is_429_while_another_peer_is_served(world: World) -> None:
     victim, evil, other = world.victim, world.evil, world.other
     flood = [evil.sign(activity(evil, "Like", note(evil)), victim.url + "/inbox")
-             for _ in range(300)]
+             for _ in range(600)]
     calm = [other.sign(activity(other, "Like", note(other)), victim.url + "/inbox")
             for _ in range(5)]
 
@@ -909,12 +568,12 @@ def test_a_flood_from_one_peer_is_429_while_another_peer_is_served(world: World)
                 asyncio.gather(*(send(body, headers) for body, headers in flood)), meanwhile())
             return list(flooded), served
 
-    name = "a flood of 300 requests from one peer while another sends 5"
+    name = "a flood of 600 requests from one peer while another sends 5"
     with TALLY.trying("web", name, outcome="429 + Retry-After"):
         flooded, served = asyncio.run(go())
         statuses = [r.status_code for r in flooded]
         assert set(statuses) <= {202, 429}, set(statuses)
-        assert statuses.count(429) >= 100, statuses.count(429)
+        assert statuses.count(429) >= 200, statuses.count(429)  # 600 against a burst of 200
         for response in flooded:
             if response.status_code == 429:
                 assert response.headers["retry-after"].isdigit()

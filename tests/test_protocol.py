@@ -47,7 +47,7 @@ from node.config import load_config
 from node.domain import NodeSettings, RegistrationMode
 from node.storage.settings import save_settings
 from tests.conftest import Browser
-from tests.helpers import free_port, group_form, loopback_server
+from tests.helpers import free_port, group_form, loopback_server, wait_for
 from tests.jsonld import AS, GRASSROOTS, SEC, expand, offline_loader, undefined_terms
 
 BASE = "http://testserver"
@@ -100,15 +100,6 @@ def schedule(b: Browser, slug: str, **overrides: object) -> int:
                page=f"/groups/{slug}/events/new")
     assert r.status_code == 303, r.text
     return int(r.headers["location"].removeprefix("/events/"))
-
-
-def wait_for(check_: Callable[[], Any], what: str, timeout: float = 10) -> Any:
-    """Poll until ``check_()`` is truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := check_()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 def ap_get(b: Browser | TestClient, url: str, headers: dict[str, str] = AP) -> dict[str, Any]:

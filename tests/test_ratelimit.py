@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from federation.ratelimit import BURST, RATE, PeerRateLimits, refusal, sender_of
+from federation.ratelimit import BURST, PeerRateLimits, refusal, sender_of
 
 
 class Clock:
@@ -69,10 +69,6 @@ def test_the_least_recently_seen_sender_is_forgotten_first() -> None:
     assert bucket.take("a.example") > 0     # still tracked, still empty
     assert bucket.take("b.example") == 0.0  # forgotten: a full bucket again
     assert bucket.take("c.example") == 0.0  # and b's return pushed c out
-
-
-def test_the_defaults_are_twenty_a_second_with_bursts_of_a_hundred() -> None:
-    assert (RATE, BURST) == (20.0, 100.0)
 
 
 def request(headers: dict[str, str], client: tuple[str, int] | None = ("192.0.2.7", 5000)):
