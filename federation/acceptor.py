@@ -17,6 +17,9 @@ from federation import store
 from node.db import Database
 
 MAX_BATCH = 500
+# Bounded queues: arrivals waiting for a commit, and stored activities not yet applied.
+MAX_WAITING = 5_000
+MAX_BACKLOG = 50_000
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class InboxAcceptor:
         """True once the activity is committed, False if its id was stored before."""
         if self._task is None or self._closing:
             raise NotAccepted("the node is not accepting activities now")
+        if len(self._waiting) >= MAX_WAITING:
+            raise NotAccepted("too many activities are waiting to be stored")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((arrival, future))
         self._arrived.set()
@@ -67,6 +72,11 @@ class InboxAcceptor:
                 return
 
     async def _store(self, batch: list[tuple[store.Arrival, asyncio.Future[bool]]]) -> None:
+        if await store.inbox_backlog(self._db) >= MAX_BACKLOG:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(NotAccepted("the inbox backlog is full"))
+            return
         try:
             fresh = await store.accept_inbox_items(self._db, [arrival for arrival, _ in batch])
         except Exception as error:  # the transaction rolled back: nothing of it is stored

@@ -316,6 +316,11 @@ async def accept_inbox_items(db: Database, arrivals: list[Arrival]) -> list[bool
     return fresh
 
 
+async def inbox_backlog(db: Database) -> int:
+    """Stored activities not yet applied (the inbox queue's length)."""
+    return await db.fetchval("SELECT count(*) FROM inbox_items WHERE state = 'received'")
+
+
 async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
     """Due items in arrival order, leased so a crash leaves them to retry."""
     now = timestamp()

@@ -353,3 +353,35 @@ def test_sigterm_finishes_the_posts_in_flight_and_a_restart_sends_the_rest_once(
     finally:
         node.stop()
     assert Counter(slow_sink.received) == Counter({r[0]: 1 for r in rows})
+
+
+def test_a_full_inbox_backlog_refuses_new_activities_and_stores_nothing(tmp_path, monkeypatch):
+    """Bounded queue: past the backlog limit arrivals get NotAccepted (a 503 at the inbox)."""
+    import federation.acceptor as acceptor_module
+    from federation import store
+    from federation.acceptor import InboxAcceptor, NotAccepted
+
+    monkeypatch.setattr(acceptor_module, "MAX_BACKLOG", 3)
+
+    async def run():
+        db = Database(tmp_path / "n.db")
+        await db.open()
+        acceptor = InboxAcceptor(db)
+        acceptor.start()
+        try:
+            results = []
+            for n in range(5):
+                arrival = store.Arrival(f"https://peer.example/a/{n}", "https://peer.example/actor",
+                                        "peer.example", "Create", "{}")
+                try:
+                    results.append(await acceptor.accept(arrival))
+                except NotAccepted:
+                    results.append("refused")
+            return results, await store.inbox_backlog(db)
+        finally:
+            await acceptor.stop()
+            await db.close()
+
+    results, backlog = asyncio.run(run())
+    assert results == [True, True, True, "refused", "refused"]
+    assert backlog == 3
