@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, vRecur
-from icalendar import Event as VEvent
-
 from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
 
 if TYPE_CHECKING:
+    from icalendar import Event as VEvent
+
     from node.storage.events import UpcomingMeeting
+
+# icalendar is imported where a calendar is built: it is ~4 MB an idle node need not hold.
 
 PRODID = "-//Grassroots//Grassroots node//EN"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -60,6 +61,8 @@ def calendar(
 
     ``series`` must belong to ``groups``; ``url`` is where this calendar is served.
     """
+    from icalendar import Calendar
+
     by_id = {group.id: group for group in groups}
     cal = Calendar.new(name=plain(name), prodid=PRODID, uid=url, url=url)
     earliest = []
@@ -91,6 +94,8 @@ def _slot_start(change: OccurrenceChange) -> datetime:
 def _vevents(
     event: Event, changes: Sequence[OccurrenceChange], group: Group, public_url: str
 ) -> list[VEvent]:
+    from icalendar import vRecur
+
     tz = event.tz
     if event.rrule is None:
         # A one-off has a single slot: a change to it changes the event itself.
@@ -125,6 +130,8 @@ def _vevent(
     cancelled: bool,
 ) -> VEvent:
     """One VEVENT at local wall time ``start``; never the online link."""
+    from icalendar import Event as VEvent
+
     page = f"{public_url}/events/{event.id}"
     lines = [plain(group.name), plain(event.description)]
     if event.format is not Format.IN_PERSON:
