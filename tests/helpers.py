@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,35 @@ def group_form(**overrides: object) -> dict[str, object]:
         "visibility": "public",
         "join_policy": "open",
         "accessibility": ["step_free", "quiet_space"],
+    }
+    form.update(overrides)
+    return form
+
+
+# A week on Tuesday-ish at 19:00, local: far enough ahead to be upcoming.
+FIRST_MEETING = datetime.combine(date.today() + timedelta(days=8),
+                                 datetime.min.time()).replace(hour=19)
+
+
+def local_key(moment: datetime) -> str:
+    """A local wall time as forms and occurrence keys write it."""
+    return moment.strftime("%Y-%m-%dT%H:%M")
+
+
+def meeting_form(**overrides: object) -> dict[str, object]:
+    """A valid meeting form as a facilitator fills it in."""
+    form: dict[str, object] = {
+        "title": "Evening circle",
+        "description": "Bring **tea** if you like.",
+        "starts_at": local_key(FIRST_MEETING),
+        "duration": "90",
+        "timezone": "Europe/London",
+        "repeat": "none",
+        "format": "in_person",
+        "place": "Upstairs room",
+        "address": "12 Kirkgate, Edinburgh",
+        "online_url": "",
+        "capacity": "",
     }
     form.update(overrides)
     return form

@@ -1,45 +1,25 @@
 """Meetings through the real app: scheduling, who sees what, RSVPs, single occurrences."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from node.domain import MembershipStatus, RsvpStatus
 from node.storage import events, groups
-from tests.helpers import group_form
+from tests.helpers import FIRST_MEETING, group_form, local_key, meeting_form
 
 SLUG = "tuesday-grief-circle"
 SECRET_LINK = "https://meet.example.org/room-7f3a9c"
-FIRST = datetime.combine(date.today() + timedelta(days=8), datetime.min.time()).replace(hour=19)
+FIRST = FIRST_MEETING
 
 
-def key(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M")
+key = local_key
 
 
 def shown(moment: datetime) -> str:
     """A local time as the pages print it."""
     return f"{moment:%a} {moment.day} {moment:%b %Y, %H:%M}"
-
-
-def meeting_form(**overrides: object) -> dict[str, object]:
-    """A valid meeting form as a facilitator fills it in."""
-    form: dict[str, object] = {
-        "title": "Evening circle",
-        "description": "Bring **tea** if you like.",
-        "starts_at": key(FIRST),
-        "duration": "90",
-        "timezone": "Europe/London",
-        "repeat": "none",
-        "format": "in_person",
-        "place": "Upstairs room",
-        "address": "12 Kirkgate, Edinburgh",
-        "online_url": "",
-        "capacity": "",
-    }
-    form.update(overrides)
-    return form
 
 
 def register(visitor, name: str):

@@ -17,7 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from node.cli import initialise
 from node.config import load_config
 from node.domain import NodeSettings, RegistrationMode
 from node.storage.settings import save_settings
+from tests import helpers
 from tests.conftest import Browser
 from tests.helpers import free_port, group_form, loopback_server, wait_for
 from tests.jsonld import AS, GRASSROOTS, SEC, expand, offline_loader, undefined_terms
@@ -64,29 +65,16 @@ SLUG = "tuesday-grief-circle"
 SECRET_LINK = "https://meet.example.org/room-4471-secret"
 FACILITATOR = ("Fay Facilitator", "fay.facilitator@example.org")
 MEMBER = ("Rowan Quietly", "rowan.quietly@example.org")
-FIRST = datetime.combine(date.today() + timedelta(days=8), datetime.min.time()).replace(hour=19)
+FIRST = helpers.FIRST_MEETING
 
 
-def key(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M")
+key = helpers.local_key
 
 
 def meeting_form(**overrides: object) -> dict[str, object]:
-    form: dict[str, object] = {
-        "title": "Evening circle",
-        "description": "Bring **tea** if you like.",
-        "starts_at": key(FIRST),
-        "duration": "90",
-        "timezone": "Europe/London",
-        "repeat": "weekly",
-        "format": "hybrid",
-        "place": "Upstairs room",
-        "address": "12 Kirkgate, Edinburgh",
-        "online_url": SECRET_LINK,
-        "capacity": "12",
-    }
-    form.update(overrides)
-    return form
+    """A weekly hybrid meeting with an online link and capacity."""
+    return helpers.meeting_form(**{"repeat": "weekly", "format": "hybrid",
+                                   "online_url": SECRET_LINK, "capacity": "12", **overrides})
 
 
 def create_group(b: Browser, **overrides: object) -> str:
