@@ -19,7 +19,7 @@ from federation.addresses import url_host
 from federation.fetch import BadStatus, Fetcher, FetchError, validate_url
 from federation.keys import load_public_key
 from federation.store import RemoteActor
-from node.db import Database
+from node.db import Database, stamp
 
 ACTOR_TYPES = frozenset({"Application", "Group", "Organization", "Person", "Service"})
 MAX_USERNAME_LENGTH = 255
@@ -85,7 +85,7 @@ async def key_for_signature(db: Database, fetcher: Fetcher, key_id: str, *, loca
 
 async def _may_refresh(db: Database, actor_id: str) -> bool:
     fetched_at = await store.actor_fetched_at(db, actor_id)
-    return fetched_at is None or fetched_at <= store.at(datetime.now(UTC) - REFRESH_INTERVAL)
+    return fetched_at is None or fetched_at <= stamp(datetime.now(UTC) - REFRESH_INTERVAL)
 
 
 async def _key_owner(fetcher: Fetcher, url: str, key_id: str, local_host: str,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from federation.documents import Urls
 from federation.fetch import Fetcher
 from federation.ratelimit import PeerRateLimits
+from federation.signatures import SignedAuth
 from node.db import Database
 
 
@@ -20,3 +21,5 @@ class Federation:
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_inbox: asyncio.Event = field(default_factory=asyncio.Event)
     inbox_limits: PeerRateLimits = field(default_factory=PeerRateLimits)
+    # The node actor's signer, made once: its key never changes while the node runs.
+    node_signer: SignedAuth | None = None

@@ -24,7 +24,7 @@ from federation import store
 from federation.fetch import Fetcher, FetchError, host_of
 from federation.retry import Answer, next_attempt, sort_answer
 from federation.signatures import SignedAuth
-from node.db import Database
+from node.db import Database, parse_stamp, stamp
 
 CONTENT_TYPE = "application/activity+json"
 POLL_SECONDS = 1.0
@@ -70,9 +70,25 @@ class DeliveryWorker:
         by_inbox: dict[str, list[store.Delivery]] = {}
         for row in claimed:
             by_inbox.setdefault(row.inbox, []).append(row)
-        await asyncio.gather(*(self._deliver_to(inbox, rows, claimed_at)
+        signers = await self._signers({row.signer for row in claimed})
+        await asyncio.gather(*(self._deliver_to(inbox, rows, claimed_at, signers)
                                for inbox, rows in by_inbox.items()))
         return len(claimed)
+
+    async def _signers(self, owners: set[str]) -> dict[str, SignedAuth]:
+        """One signer per actor of this cycle (a fan-out shares one lookup).
+
+        An owner whose key cannot be found is left out: its rows stay leased
+        and are due again when the lease ends.
+        """
+        signers = {}
+        for owner in owners:
+            try:
+                key = await store.key_for(self._db, owner)
+                signers[owner] = SignedAuth(await self._key_id_for(owner), key.private_pem)
+            except Exception:
+                log.warning("no signing key for %s", owner, exc_info=True)
+        return signers
 
     def stop(self) -> None:
         """Let the POSTs under way finish and start no more; ``run_forever`` then returns.
@@ -98,8 +114,8 @@ class DeliveryWorker:
                 except TimeoutError:
                     pass
 
-    async def _deliver_to(self, inbox: str, rows: list[store.Delivery],
-                          claimed_at: float) -> None:
+    async def _deliver_to(self, inbox: str, rows: list[store.Delivery], claimed_at: float,
+                          signers: dict[str, SignedAuth]) -> None:
         """The inbox's rows in order; the first "not now" holds the rest."""
         sent = held = False
         try:
@@ -109,7 +125,7 @@ class DeliveryWorker:
                     if self._stopping.is_set() or time.monotonic() - claimed_at \
                             + self._fetcher.deadline + 1 > self._lease_seconds:
                         break
-                    attempt = await self._attempt(row)
+                    attempt = await self._attempt(row, signers.get(row.signer))
                 if attempt is None:
                     continue
                 sent = sent or attempt.outcome == "sent"
@@ -124,12 +140,14 @@ class DeliveryWorker:
         except Exception:
             log.warning("deliveries to %s: unexpected error", host_of(inbox), exc_info=True)
 
-    async def _attempt(self, row: store.Delivery) -> _Attempt | None:
+    async def _attempt(self, row: store.Delivery, auth: SignedAuth | None) -> _Attempt | None:
         """One signed POST and its recorded outcome; None if it could not be made."""
+        if auth is None:  # no key for its actor: left leased, tried again later
+            return None
         try:
-            status, retry_after, error = await self._post(row)
+            status, retry_after, error = await self._post(row, auth)
             now = datetime.now(UTC)
-            decision = next_attempt(row.attempts, _parse(row.created_at), now, status,
+            decision = next_attempt(row.attempts, parse_stamp(row.created_at), now, status,
                                     retry_after)
             retry_at = None
             if decision.outcome == "retry":
@@ -153,10 +171,9 @@ class DeliveryWorker:
                 now, next_attempt(row.attempts, now, now, status, retry_after).delay_seconds)
         return _Attempt(decision.outcome, status, retry_after, hold_until)
 
-    async def _post(self, row: store.Delivery) -> tuple[int | None, str | None, str | None]:
+    async def _post(self, row: store.Delivery,
+                    auth: SignedAuth) -> tuple[int | None, str | None, str | None]:
         """(status, Retry-After, error): status None when no answer came."""
-        key = await store.key_for(self._db, row.signer)
-        auth = SignedAuth(await self._key_id_for(row.signer), key.private_pem)
         try:
             response = await self._fetcher.post(
                 row.inbox, row.body.encode("utf-8"), {"Content-Type": CONTENT_TYPE}, auth=auth)
@@ -170,7 +187,7 @@ class DeliveryWorker:
         now = datetime.now(UTC)
         release = []
         for row in waiting:
-            decision = next_attempt(row.attempts, _parse(row.created_at), now, answer.status,
+            decision = next_attempt(row.attempts, parse_stamp(row.created_at), now, answer.status,
                                     answer.retry_after)
             if decision.outcome == "failed":
                 await store.finish_delivery(self._db, row.id, state="failed", status=None,
@@ -180,13 +197,9 @@ class DeliveryWorker:
         await store.hold_inbox(self._db, inbox, until, release)
 
 
-def _parse(stamp: str) -> datetime:
-    return datetime.strptime(stamp, store.UTC_FORMAT).replace(tzinfo=UTC)
-
-
 def _stamp_after(now: datetime, seconds: float | None) -> str:
     """``now`` plus ``seconds``, rounded up to the stored whole second (never early)."""
     moment = now + timedelta(seconds=seconds or 0)
-    return store.at(datetime.fromtimestamp(math.ceil(moment.timestamp()), UTC))
+    return stamp(datetime.fromtimestamp(math.ceil(moment.timestamp()), UTC))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -76,11 +76,11 @@ class Urls:
     """Every public URL of this node, from its base URL."""
 
     base: str
+    # The canonical host (with a non-default port), as peers compare it.
+    host: str = field(init=False)
 
-    @property
-    def host(self) -> str:
-        """The canonical host (with a non-default port), as peers compare it."""
-        return url_host(self.base)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host", url_host(self.base))
 
     @property
     def node_actor(self) -> str:

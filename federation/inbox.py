@@ -1,10 +1,9 @@
 """POST /inbox, /actor/inbox and /groups/{slug}/inbox: a verified activity, stored once, 202.
 
-`receive` needs on `request.state`: `db` (node.db.Database), `fetcher`
-(federation.fetch.Fetcher), `config` (node.config.Config, whose
-`public_url` names this node's host), `federation` (to sign key fetches
-and wake the runner) and `acceptor` (federation.acceptor.InboxAcceptor, which
-commits concurrent arrivals together). It reads the body within a cap, checks
+`receive` needs on `request.state`: `federation` (its database, fetcher and
+URLs; it signs key fetches and wakes the runner) and `acceptor`
+(federation.acceptor.InboxAcceptor, which commits concurrent arrivals
+together). It reads the body within a cap, checks
 who claims to send it and from where, refuses peers the policy does not
 admit before fetching anything, verifies the HTTP signature against the key
 owner's key, and stores the raw activity once by id, durably, before the 202;
@@ -24,6 +23,7 @@ from federation import ratelimit, store
 from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
 from federation.addresses import normalise_host, url_host
+from federation.context import Federation
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
 from federation.local import node_auth
 from federation.signatures import (
@@ -61,16 +61,15 @@ class Refused(Exception):
 
 
 async def receive(request: Request) -> Response:
-    if (throttled := ratelimit.refusal(request, request.state.federation.inbox_limits)):
+    fed: Federation = request.state.federation
+    if (throttled := ratelimit.refusal(request, fed.inbox_limits)):
         return throttled
-    db: Database = request.state.db
-    local_host = url_host(request.state.config.public_url)
     try:
         body = await _read_body(request)
         activity = _parse_activity(body)
-        actor_host = _check_origin(activity, local_host)
-        await _check_admitted(db, activity, actor_host)
-        actor = await _verified_signer(request, body, activity, local_host)
+        actor_host = _check_origin(activity, fed.urls.host)
+        await _check_admitted(fed.db, activity, actor_host)
+        actor = await _verified_signer(request, fed, body, activity)
         if actor.id != activity["actor"]:
             raise Refused(403, "the signing key's owner is not the activity's actor")
     except Refused as refusal:
@@ -81,7 +80,7 @@ async def receive(request: Request) -> Response:
             activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))
     except NotAccepted as failure:
         return PlainTextResponse(str(failure), status_code=503, headers={"Retry-After": "30"})
-    request.state.federation.wake_inbox.set()
+    fed.wake_inbox.set()
     return Response(status_code=202)
 
 
@@ -152,8 +151,8 @@ async def _check_admitted(db: Database, activity: dict[str, Any], actor_host: st
     raise Refused(403, "not a followed or approved peer")
 
 
-async def _verified_signer(request: Request, body: bytes, activity: dict[str, Any],
-                           local_host: str) -> store.RemoteActor:
+async def _verified_signer(request: Request, fed: Federation, body: bytes,
+                           activity: dict[str, Any]) -> store.RemoteActor:
     """The owner of the key that signed the request; a stale cached key is refetched once."""
     header = request.headers.get("signature")
     if header is None:
@@ -162,10 +161,10 @@ async def _verified_signer(request: Request, body: bytes, activity: dict[str, An
         key_id = parse_signature_header(header).key_id
     except SignatureError as error:
         raise Refused(401, str(error)) from None
-    actor = await _signing_actor(request, key_id, activity, local_host, refresh=False)
+    actor = await _signing_actor(fed, key_id, activity, refresh=False)
     verification = _verify(request, body, actor.public_pem)
     if _may_be_rotated(verification):
-        fresh = await _signing_actor(request, key_id, activity, local_host, refresh=True)
+        fresh = await _signing_actor(fed, key_id, activity, refresh=True)
         if fresh.public_pem != actor.public_pem:  # the same PEM: refetch rate-limited or no news
             actor, verification = fresh, _verify(request, body, fresh.public_pem)
     try:
@@ -189,12 +188,11 @@ def _may_be_rotated(verification: Verification) -> bool:
             and verification.date_in_window and verification.digest_matches is not False)
 
 
-async def _signing_actor(request: Request, key_id: str, activity: dict[str, Any],
-                         local_host: str, *, refresh: bool) -> store.RemoteActor:
+async def _signing_actor(fed: Federation, key_id: str, activity: dict[str, Any], *,
+                         refresh: bool) -> store.RemoteActor:
     try:
-        return await key_for_signature(request.state.db, request.state.fetcher, key_id,
-                                       local_host=local_host, refresh=refresh,
-                                       auth=await node_auth(request.state.federation))
+        return await key_for_signature(fed.db, fed.fetcher, key_id, local_host=fed.urls.host,
+                                       refresh=refresh, auth=await node_auth(fed))
     except ActorGone as error:
         if activity["type"] == "Delete":  # a deleted actor's farewell: acknowledged, dropped
             raise Refused(202, "actor is gone; Delete dropped") from None

@@ -41,5 +41,7 @@ async def federated_group(fed: Federation, slug: str) -> Group | None:
 
 async def node_auth(fed: Federation) -> SignedAuth:
     """Signs this node's GETs, for peers that require signed fetches."""
-    key = await store.key_for(fed.db, NODE)
-    return SignedAuth(f"{fed.urls.node_actor}#main-key", key.private_pem)
+    if fed.node_signer is None:
+        key = await store.key_for(fed.db, NODE)
+        fed.node_signer = SignedAuth(f"{fed.urls.node_actor}#main-key", key.private_pem)
+    return fed.node_signer

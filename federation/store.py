@@ -10,18 +10,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from federation.keys import generate_key, public_pem
-from node.db import Database, timestamp
+from node.db import Database, stamp, timestamp
 
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 INBOX_LEASE_SECONDS = 60
 
 
-def at(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(UTC_FORMAT)
-
-
 def later(seconds: float) -> str:
-    return at(datetime.now(UTC) + timedelta(seconds=seconds))
+    return stamp(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 # Keys ------------------------------------------------------------------------
@@ -236,7 +231,7 @@ async def recent_failure(db: Database, url: str, within_seconds: float) -> str |
     """Why fetching ``url`` failed, if it failed that recently (negative cache)."""
     return await db.fetchval(
         "SELECT reason FROM fetch_failures WHERE url = ? AND failed_at > ?",
-        (url, at(datetime.now(UTC) - timedelta(seconds=within_seconds))))
+        (url, stamp(datetime.now(UTC) - timedelta(seconds=within_seconds))))
 
 
 # Followers of local groups ----------------------------------------------------

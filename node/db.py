@@ -123,6 +123,18 @@ class Database:
         return None if row is None else row[0]
 
 
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every stored moment: ISO 8601 UTC to the second
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as stored (sorts as text in time order)."""
+    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+
+
 def timestamp() -> str:
-    """Now, as stored: ISO 8601 UTC to the second."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, as stored."""
+    return stamp(datetime.now(UTC))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from node.db import parse_stamp, timestamp
 from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 PRODID = "-//Grassroots//Grassroots node//EN"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-STORED_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 # Characters XML 1.0 and iCalendar TEXT both forbid (tab and newline are kept).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -36,10 +36,6 @@ Series = tuple[Event, Sequence[OccurrenceChange]]
 def plain(text: str) -> str:
     """User text made safe for any feed: one kind of newline, no control bytes."""
     return _FORBIDDEN.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
-
-
-def _stored(value: str) -> datetime:
-    return datetime.strptime(value, STORED_TIME).replace(tzinfo=UTC)
 
 
 def _host(public_url: str) -> str:
@@ -137,7 +133,7 @@ def _vevent(
     if event.format is not Format.IN_PERSON:
         lines.append("The online link is shown to the group's members on the meeting page.")
     lines.append(page)
-    updated = _stored(event.updated_at)
+    updated = parse_stamp(event.updated_at)
     component = VEvent.new(
         uid=f"event-{event.id}@{_host(public_url)}",
         summary=plain(event.title),
@@ -148,7 +144,7 @@ def _vevent(
         start=start.replace(tzinfo=event.tz),
         stamp=updated,
         last_modified=updated,
-        created=_stored(event.created_at),
+        created=parse_stamp(event.created_at),
     )
     component.add("duration", timedelta(minutes=minutes or event.duration_minutes))
     component.add("status", "CANCELLED" if cancelled else "CONFIRMED")
@@ -179,7 +175,7 @@ def atom_feed(
     _text(feed, "title", plain(settings.name))
     if plain(settings.description):
         _text(feed, "subtitle", plain(settings.description))
-    _text(feed, "updated", max(stamps, default=datetime.now(UTC).strftime(STORED_TIME)))
+    _text(feed, "updated", max(stamps, default=timestamp()))
     _link(feed, "self", f"{public_url}/feed.atom", "application/atom+xml")
     _link(feed, "alternate", f"{public_url}/", "text/html")
     _author(feed, settings)
@@ -209,8 +205,8 @@ def _meeting_entry(
     host: str,
 ) -> ET.Element:
     event = meeting.event
-    start = _stored(meeting.starts_utc).astimezone(event.tz)
-    end = _stored(meeting.ends_utc).astimezone(event.tz)
+    start = parse_stamp(meeting.starts_utc).astimezone(event.tz)
+    end = parse_stamp(meeting.ends_utc).astimezone(event.tz)
     when = f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({event.timezone})"
     lines = [f"{plain(meeting.group_name)}: {when}", _location(event), plain(event.description)]
     entry = ET.Element("entry")

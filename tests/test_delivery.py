@@ -32,7 +32,7 @@ from federation.delivery import DeliveryWorker
 from federation.fetch import Fetcher
 from federation.retry import GIVE_UP_AFTER, MAX_DELAY, MAX_RETRY_AFTER, next_attempt
 from federation.signatures import SignatureError, check, verify_request
-from node.db import Database
+from node.db import Database, parse_stamp, stamp
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RETRIABLE = [None, 401, 408, 500, 502, 504, 520, 429, 503]
@@ -242,7 +242,7 @@ class Node:
     async def everything_due(self) -> None:
         """As if the clock had passed every retry time (and nothing else)."""
         await self.sql("UPDATE deliveries SET next_attempt_at = ?",
-                       (store.at(datetime.now(UTC) - timedelta(seconds=1)),))
+                       (stamp(datetime.now(UTC) - timedelta(seconds=1)),))
 
     async def sql(self, statement: str, params: tuple = ()) -> None:
         async with self.db.transaction() as conn:
@@ -266,8 +266,7 @@ def on_node(tmp_path: Path, peer: Peer, scenario: Callable[[Node], Awaitable[Non
 
 
 def seconds_from_now(value: str) -> float:
-    return (datetime.strptime(value, store.UTC_FORMAT).replace(tzinfo=UTC)
-            - datetime.now(UTC)).total_seconds()
+    return (parse_stamp(value) - datetime.now(UTC)).total_seconds()
 
 
 # --- the worker -----------------------------------------------------------------------------
@@ -435,7 +434,7 @@ def test_after_3_days_of_failure_the_peer_s_old_rows_give_up(tmp_path, peer):
         await node.publish([peer.inbox("a")])
         await node.publish([peer.inbox("a")])
         await node.sql("UPDATE deliveries SET created_at = ?",
-                       (store.at(datetime.now(UTC) - timedelta(days=3, minutes=1)),))
+                       (stamp(datetime.now(UTC) - timedelta(days=3, minutes=1)),))
         await node.publish([peer.inbox("a")])  # fresh: keeps waiting for the peer
         assert await node.worker.run_once() == 3
         rows = await node.rows(peer.inbox("a"))

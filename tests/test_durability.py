@@ -25,7 +25,7 @@ from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
 from node.cli import initialise
-from node.db import Database, connect_sync
+from node.db import Database, connect_sync, stamp
 from node.domain import EventDraft, Format
 from node.storage import accounts, events, groups
 from tests.helpers import draft, free_port
@@ -205,7 +205,7 @@ def run_with_runner(tmp_path: Path, monkeypatch, applying: Callable[[str], Await
 
 async def states(db: Database) -> dict[str, tuple[str, bool]]:
     """Each inbox item's state and whether it is due now."""
-    now = store.at(datetime.now(UTC))
+    now = stamp(datetime.now(UTC))
     rows = await db.fetchall("SELECT activity_id, state, next_attempt_at <= ? FROM inbox_items",
                              (now,))
     return {r[0]: (r[1], bool(r[2])) for r in rows}

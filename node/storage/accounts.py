@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from node.db import Database, timestamp
+from node.db import Database, stamp, timestamp
 from node.domain import Account, AccountStatus
 from node.security import new_token, token_hash
 from node.storage.rsvps import release_rsvp
@@ -29,7 +29,7 @@ def _account(row: sqlite3.Row) -> Account:
 
 
 def _later(delta: timedelta) -> str:
-    return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(datetime.now(UTC) + delta)
 
 
 async def create_account(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiosqlite
 
-from node.db import Database, timestamp
+from node.db import Database, stamp, timestamp
 from node.domain import (
     Event,
     EventDraft,
@@ -26,13 +26,6 @@ HORIZON_PAST = timedelta(days=31)
 HORIZON_AHEAD = timedelta(days=366)
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(UTC_FORMAT)
-
-
 def parse_local(text: str) -> datetime:
     return datetime.strptime(text, LOCAL_FORMAT)
 
@@ -100,7 +93,7 @@ async def _materialise(conn: aiosqlite.Connection, event_id: int, now: datetime)
         "INSERT INTO occurrences (event_id, group_id, original_start, starts_utc, ends_utc)"
         " VALUES (?, ?, ?, ?, ?)",
         [
-            (event.id, event.group_id, o.key, utc_text(o.start), utc_text(o.end))
+            (event.id, event.group_id, o.key, stamp(o.start), stamp(o.end))
             for o in occurrences
         ],
     )

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from node.db import stamp
 from node.domain import Visibility
 from node.feeds import atom_feed, calendar
-from node.storage.events import series_of_groups, upcoming_meetings, utc_text
+from node.storage.events import series_of_groups, upcoming_meetings
 from node.storage.groups import listed_local_groups
 from node.storage.settings import load_settings
 from node.web.auth import visible_group
@@ -55,7 +56,7 @@ async def atom(request: Request) -> Response:
     db = request.state.db
     groups = await listed_local_groups(db)
     local = {group.id for group in groups}
-    horizon = utc_text(datetime.now(UTC) + ATOM_HORIZON)
+    horizon = stamp(datetime.now(UTC) + ATOM_HORIZON)
     meetings = await upcoming_meetings(db, limit=ATOM_MEETINGS)
     body = atom_feed(
         settings=await load_settings(db),

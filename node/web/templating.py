@@ -1,7 +1,7 @@
 """Jinja2 pages: one environment, autoescaped, with the node's helpers."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from node.db import parse_stamp
 from node.domain import ACCESSIBILITY, label
 from node.storage.settings import load_settings
 from node.text import render_markdown
@@ -22,7 +23,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 def _when(value: datetime | str, tz: str | None = None) -> str:
     """'Tue 3 Mar 2026, 19:00' in the meeting's own zone."""
     if isinstance(value, str):
-        value = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        value = parse_stamp(value)
     if tz:
         value = value.astimezone(ZoneInfo(tz))
     return f"{value:%a} {value.day} {value:%b %Y, %H:%M}"
