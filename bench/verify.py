@@ -2,8 +2,8 @@
 
 The request is shaped as Mastodon sends a delivery: POST to the shared inbox,
 ``headers="(request-target) host date digest content-type"``, rsa-sha256, a
-Create{Note} body of about 2 KB, Starlette's ``Headers`` as the inbox hands
-them over. One verification is ``verify_request`` then ``check``; the
+Create{Note} body of about 2 KB, its headers as the inbox hands them over
+(a ``HeaderMap`` of the raw pairs an ASGI server passes). One verification is ``verify_request`` then ``check``; the
 baseline is ``cryptography``'s RSA-2048 PKCS#1 v1.5 SHA-256 verify of the
 same signature over the same signing string with the same, already parsed key.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from starlette.datastructures import Headers
 
 from bench.common import median
 from federation.keys import generate_key, load_public_key, public_pem
 from federation.signatures import (
+    HeaderMap,
     check,
     parse_signature_header,
     sign_headers,
@@ -30,7 +30,7 @@ from federation.signatures import (
 ACTOR = "https://mastodon.example/users/alice"
 
 
-def mastodon_request(private_pem: str) -> tuple[str, Headers, bytes]:
+def mastodon_request(private_pem: str) -> tuple[str, HeaderMap, bytes]:
     """(path, headers, body) of a delivery as Mastodon 4 signs it."""
     body = json.dumps({
         "@context": ["https://www.w3.org/ns/activitystreams",
@@ -55,7 +55,9 @@ def mastodon_request(private_pem: str) -> tuple[str, Headers, bytes]:
                "Accept-Encoding": "gzip", "Content-Length": str(len(body))}
     headers |= sign_headers("POST", "https://node.example/inbox", headers, body,
                             f"{ACTOR}#main-key", private_pem)
-    return "/inbox", Headers(headers), body
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+           for name, value in headers.items()]
+    return "/inbox", HeaderMap.from_raw(raw), body
 
 
 def _rate(step: Callable[[], None], seconds: float) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -20,6 +22,7 @@ from starlette.testclient import TestClient
 
 from federation.keys import generate_key, load_private_key, load_public_key, public_pem
 from federation.signatures import (
+    HeaderMap,
     SignatureError,
     SignatureParams,
     SignedAuth,
@@ -231,6 +234,89 @@ def test_signature_over_the_path_alone_still_verifies_when_a_query_is_sent():
     assert verify(request).reason is None
 
 
+def test_signature_without_its_leading_zero_byte_is_refused():
+    """An RSA signature is exactly as long as the modulus; a shortened one is not the same signature."""
+    requests = (signed_post(body=BODY + b" " * n) for n in itertools.count())
+    request = next(r for r in requests if parse_signature_header(r["headers"]["signature"]).signature[0] == 0)
+    assert verify(request).reason is None
+    shortened = parse_signature_header(request["headers"]["signature"]).signature[1:]
+    request["headers"] = with_signature_param(request["headers"], "signature", base64.b64encode(shortened).decode())
+    assert verify(request).reason == "signature does not match"
+
+
+@pytest.mark.parametrize("change, culprit", [
+    (lambda r: tampered(r, headers={"content-type": "application/json\nx: y"}), "content-type"),
+    (lambda r: tampered(r, headers={"content-type": "application/json\x01"}), "content-type"),
+    (lambda r: tampered(r, headers={"host": "b.example\x7f"}), "host"),
+    (lambda r: tampered(r, path="/in\nbox"), "(request-target)"),
+], ids=["line-feed", "control", "delete", "request-target"])
+def test_signed_value_with_a_control_character_is_refused_by_name(change, culprit):
+    assert verify(change(signed_post())).reason == f"signed header {culprit} contains control characters"
+
+
+def test_tab_in_a_signed_value_is_no_control_character():
+    result = verify(tampered(signed_post(), headers={"content-type": "application/json\tx"}))
+    assert result.reason == "signature does not match"
+
+
+def test_signature_over_no_headers_at_all_is_refused_with_a_reason():
+    request = signed_post()
+    request["headers"] = with_signature_param(request["headers"], "headers", "")
+    result = verify(request)
+    assert result.signed_headers == ()
+    assert not result.signature_valid
+    assert result.reason == "(request-target) is not signed"
+
+
+# Header mappings
+
+
+def raw_pairs(headers: dict[str, str], *repeated: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as an ASGI server hands them over: raw latin-1 pairs, names possibly repeated."""
+    pairs = [*headers.items(), *repeated]
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+
+
+def as_starlette(headers: dict[str, str], *repeated: tuple[str, str]) -> Headers:
+    return Headers(raw=raw_pairs(headers, *repeated))
+
+
+WIRE_FORMS = pytest.mark.parametrize("wire", [
+    as_starlette, lambda *args: HeaderMap.from_raw(raw_pairs(*args))],
+    ids=["starlette", "header-map"])
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r,
+    lambda r: tampered(r, headers={"date": http_date(NOW - timedelta(hours=2))}),
+    lambda r: tampered(r, body=b"{}"),
+    lambda r: tampered(r, headers={"host": "c.example"}),
+], ids=["valid", "old", "body", "host"])
+@WIRE_FORMS
+def test_headers_off_the_wire_give_the_same_facts_as_a_plain_dict(change, wire):
+    request = change(signed_post())
+    from_wire = verify(request | {"headers": wire(request["headers"])})
+    assert from_wire == verify(request)
+    assert from_wire.key_id == KEY_ID
+
+
+@WIRE_FORMS
+def test_repeated_header_is_joined_with_a_comma_off_the_wire_and_from_a_mapping(wire):
+    request = signed_post(**{"Content-Type": "application/activity+json, text/plain"})
+    headers = request["headers"] | {"content-type": "application/activity+json"}
+    repeated = wire(headers, ("content-type", "text/plain"))
+    assert verify(request | {"headers": repeated}).reason is None
+    mixed_case = headers | {"Content-Type": "text/plain"}
+    assert verify(request | {"headers": mixed_case}).reason is None
+    assert verify(request | {"headers": headers}).reason == "signature does not match"
+
+
+def test_header_names_from_starlette_are_folded_to_lower_case():
+    request = signed_post()
+    shouting = {name.upper(): value for name, value in request["headers"].items()}
+    assert verify(request | {"headers": as_starlette(shouting)}).reason is None
+
+
 # Clock
 
 
@@ -249,6 +335,36 @@ def test_date_outside_mastodons_window_is_refused(date, reason):
 @pytest.mark.parametrize("offset", [timedelta(minutes=-64), timedelta(minutes=59)], ids=["64min-old", "59min-ahead"])
 def test_date_inside_mastodons_window_is_accepted(offset):
     assert verify(signed_post(Date=http_date(NOW + offset))).reason is None
+
+
+@pytest.mark.parametrize("date", [
+    "Tue, 04 Mar 2025 12:00:00 GMT",
+    "Tue, 04 Mar 2025 13:00:00 +0100",
+    "Tue, 04 Mar 2025 12:00:00 -0000",
+], ids=["gmt", "offset", "no-zone"])
+def test_date_window_edges_are_exact_to_the_microsecond_in_any_zone(date):
+    request = signed_post(Date=date)
+    last, first = NOW + timedelta(minutes=65), NOW - timedelta(hours=1)
+    tick = timedelta(microseconds=1)
+    assert verify(request, now=last).reason is None
+    assert verify(request, now=last + tick).reason == "signature date is too old"
+    assert verify(request, now=first).reason is None
+    assert verify(request, now=first - tick).reason == "signature date is more than 1 hour ahead"
+
+
+def test_each_date_keeps_its_own_time_when_dates_repeat():
+    """Parsed dates are cached; requests alternating between two dates still get their own window."""
+    fresh, stale = signed_post(), signed_post(Date=http_date(NOW - timedelta(hours=2)))
+    for _ in range(3):
+        assert verify(fresh).reason is None
+        assert verify(stale).reason == "signature date is too old"
+        assert verify(tampered(fresh, headers={"date": "yesterday"})).reason == "Date header is not an HTTP date"
+
+
+def test_date_at_the_end_of_the_calendar_is_refused_not_an_error():
+    result = verify(signed_post(Date="Fri, 31 Dec 9999 23:59:59 GMT"))
+    assert result.signature_valid
+    assert result.reason == "signature date is more than 1 hour ahead"
 
 
 # What must be signed
@@ -390,6 +506,16 @@ def test_created_with_rsa_sha256_is_refused():
     created = int(NOW.timestamp())
     result = verify(created_request(created, f'algorithm="rsa-sha256",created={created}'))
     assert result.reason == "(created) and (expires) need algorithm hs2019"
+
+
+@pytest.mark.parametrize("created, reason", [
+    (253402300799, "signature date is more than 1 hour ahead"),
+    (253402300800, "created is out of range"),
+], ids=["last-second-of-9999", "year-10000"])
+def test_created_at_the_end_of_the_calendar_is_refused(created, reason):
+    result = verify(created_request(created, f'algorithm="hs2019",created={created}'))
+    assert result.signature_valid
+    assert result.reason == reason
 
 
 def test_signed_created_without_its_parameter_is_refused():
