@@ -159,9 +159,13 @@ def _check_literal(host: str, allow_private: bool) -> None:
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
-    """Resolves the host, refuses unless every address is allowed, connects to the vetted one."""
+    """Resolves the host, refuses unless every address is allowed, connects to the vetted one.
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, resolver: Resolver,
+    Without an ``inner`` transport, httpx's own is made at the first request: its TLS
+    context (~2.5 MB with the CA certificates) is not held by a node that never federates.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None, resolver: Resolver,
                  allow_private: bool) -> None:
         self._inner = inner
         self._resolver = resolver
@@ -177,6 +181,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         connect_to = httpx.Request(request.method, request.url.copy_with(host=address),
                                    headers=request.headers, stream=request.stream,
                                    extensions=extensions)
+        if self._inner is None:
+            self._inner = httpx.AsyncHTTPTransport()
         return await self._inner.handle_async_request(connect_to)
 
     async def _vetted_address(self, host: str, port: int) -> str:
@@ -196,7 +202,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return str(addresses[0])
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if self._inner is not None:
+            await self._inner.aclose()
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -222,7 +229,7 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.deadline = deadline
         self.max_redirects = max_redirects
-        guarded = GuardedTransport(transport or httpx.AsyncHTTPTransport(), resolver, allow_private)
+        guarded = GuardedTransport(transport, resolver, allow_private)
         self._client = httpx.AsyncClient(
             transport=guarded, follow_redirects=False, trust_env=False,
             timeout=httpx.Timeout(deadline),

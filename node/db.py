@@ -10,11 +10,12 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -31,7 +32,7 @@ PRAGMAS = (
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every numbered migration, in order."""
     found = []
-    for entry in resources.files("node.migrations").iterdir():
+    for entry in MIGRATIONS_DIR.iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
