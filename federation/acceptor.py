@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from federation import store
 from node.db import Database
@@ -20,6 +21,7 @@ MAX_BATCH = 500
 # Bounded queues: arrivals waiting for a commit, and stored activities not yet applied.
 MAX_WAITING = 5_000
 MAX_BACKLOG = 50_000
+BACKLOG_RECOUNT_SECONDS = 1.0  # between counts, what is stored is added (applying is not)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class InboxAcceptor:
         self._arrived = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._backlog = 0
+        self._counted_at = -BACKLOG_RECOUNT_SECONDS
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -71,8 +75,15 @@ class InboxAcceptor:
             if self._closing:
                 return
 
+    async def _backlog_full(self) -> bool:
+        """Counted at most every `BACKLOG_RECOUNT_SECONDS`, plus what was stored since."""
+        now = time.monotonic()
+        if now - self._counted_at >= BACKLOG_RECOUNT_SECONDS:
+            self._backlog, self._counted_at = await store.inbox_backlog(self._db), now
+        return self._backlog >= MAX_BACKLOG
+
     async def _store(self, batch: list[tuple[store.Arrival, asyncio.Future[bool]]]) -> None:
-        if await store.inbox_backlog(self._db) >= MAX_BACKLOG:
+        if await self._backlog_full():
             for _, future in batch:
                 if not future.done():
                     future.set_exception(NotAccepted("the inbox backlog is full"))
@@ -85,6 +96,7 @@ class InboxAcceptor:
                 if not future.done():
                     future.set_exception(NotAccepted("the activity could not be stored"))
             return
+        self._backlog += sum(fresh)
         for (_, future), new in zip(batch, fresh):
             if not future.done():  # a request whose client went away is not answered
                 future.set_result(new)

@@ -1,8 +1,11 @@
 """Which network addresses a node may reach, and host names in one canonical form."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+
+from typing import Any
 
 import httpx
 import idna
@@ -38,6 +41,7 @@ _REFUSED_V6 = tuple(ipaddress.IPv6Network(net) for net in (
 ))
 
 _ASCII_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+_MAX_PREFIXED_LENGTH = 8192  # longer URLs are parsed (httpx refuses over 65,536)
 # inet_aton reads "127.1" and "0x7f000001" as IPv4; no real top-level domain looks like that.
 _NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
 
@@ -85,13 +89,20 @@ def normalise_host(host: str) -> str:
     return name
 
 
-def url_host(url: str) -> str:
+def url_host(url: Any) -> str:
     """The host a URL belongs to in every origin comparison.
 
     The host name through `normalise_host`, with `:port` when the port is not
     the scheme's default, so two development nodes on one loopback address
     are two hosts. ValueError for anything but an http(s) URL with a host.
     """
+    if not isinstance(url, str):
+        raise ValueError(f"not a URL: {str(url)[:100]!r}")
+    return _url_host(url)
+
+
+@functools.lru_cache(maxsize=4096)  # the inbox asks about the same actors again and again
+def _url_host(url: str) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -102,3 +113,29 @@ def url_host(url: str) -> str:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     return host if parsed.port is None else f"{host}:{parsed.port}"
+
+
+def origin_prefix(url: str) -> str | None:
+    """``url`` up to the first "/" after its authority (``https://host:port/``), or None.
+
+    The authority ends at the first "/", "?" or "#", so every URL that starts
+    with this prefix has the authority, and so the `url_host`, of ``url``.
+    """
+    scheme, separator, rest = url.partition("://")
+    end = rest.find("/")
+    if not separator or end < 0 or not scheme.isascii():
+        return None
+    return f"{scheme}://{rest[:end + 1]}"
+
+
+def on_host(url: Any, host: str, prefix: str | None) -> bool:
+    """Whether ``url`` belongs to ``host``, with ``prefix`` (`origin_prefix` of a URL on it).
+
+    A printable URL of at most `_MAX_PREFIXED_LENGTH` characters starting with
+    the prefix needs no parsing (the inbox checks several ids against their
+    actor's); any other goes through `url_host`, whose ValueError it lets through.
+    """
+    if prefix is not None and isinstance(url, str) and len(url) <= _MAX_PREFIXED_LENGTH \
+            and url.startswith(prefix) and url.isprintable():
+        return True
+    return url_host(url) == host

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from federation.admission import Admission
 from federation.documents import Urls
 from federation.fetch import Fetcher
 from federation.ratelimit import PeerRateLimits
@@ -21,5 +22,8 @@ class Federation:
     wake_delivery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_inbox: asyncio.Event = field(default_factory=asyncio.Event)
     inbox_limits: PeerRateLimits = field(default_factory=PeerRateLimits)
+    admission: Admission = field(default_factory=Admission)
+    # When the inbox last accepted an activity (event loop time): applying gives way to it.
+    arrived_at: float = 0.0
     # The node actor's signer, made once: its key never changes while the node runs.
     node_signer: SignedAuth | None = None

@@ -1,39 +1,41 @@
 """POST /inbox, /actor/inbox and /groups/{slug}/inbox: a verified activity, stored once, 202.
 
-`receive` needs on `request.state`: `federation` (its database, fetcher and
-URLs; it signs key fetches and wakes the runner) and `acceptor`
+`inbox` is a bare ASGI app: the busiest endpoint of a federating node builds
+no request or response objects and reads its headers once. It needs in the
+lifespan state `federation` (its database, fetcher, URLs and `admission`,
+which remembers admitted peers and their keys) and `acceptor`
 (federation.acceptor.InboxAcceptor, which commits concurrent arrivals
-together). It reads the body within a cap, checks
-who claims to send it and from where, refuses peers the policy does not
-admit before fetching anything, verifies the HTTP signature against the key
-owner's key, and stores the raw activity once by id, durably, before the 202;
-the runner applies it later. Every refusal is a one-line text/plain reason;
-bodies are never logged.
+together). It refuses senders over their rate before reading anything, reads
+the body within a cap, checks who claims to send it and from where, refuses
+peers the policy does not admit before fetching anything, verifies the HTTP
+signature against the key owner's key, and stores the raw activity once by
+id, durably, before the 202; the runner applies it later. Every refusal is a
+one-line text/plain reason; bodies are never logged.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from federation import ratelimit, store
 from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
-from federation.addresses import normalise_host, url_host
+from federation.addresses import normalise_host, on_host, origin_prefix, url_host
 from federation.context import Federation
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
 from federation.local import node_auth
 from federation.signatures import (
+    HeaderMap,
     SignatureError,
     Verification,
     check,
     parse_signature_header,
     verify_request,
 )
-from node.db import Database
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TYPE_LENGTH = 64
@@ -44,6 +46,8 @@ _FOREIGN_OBJECT_TYPES = frozenset({"Announce", "Accept", "Reject"})
 _KNOWN_ACTOR_TYPES = frozenset({"Undo", "Delete"})
 _FOLLOWING = frozenset({"requested", "accepted"})
 _FOLLOWER = frozenset({"approved"})
+# Answers are short plain text, never a page: no other security header applies.
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff")]
 
 log = logging.getLogger(__name__)
 
@@ -51,52 +55,82 @@ log = logging.getLogger(__name__)
 class Refused(Exception):
     """Ends the request early with `status` and a one-line reason; nothing is stored.
 
-    A 4xx, or the 202 that acknowledges and drops a deleted actor's Delete.
+    A 4xx, a 503 (with `retry_after` seconds), or the 202 that acknowledges
+    and drops a deleted actor's Delete.
     """
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
-async def receive(request: Request) -> Response:
-    fed: Federation = request.state.federation
-    if (throttled := ratelimit.refusal(request, fed.inbox_limits)):
-        return throttled
-    try:
-        body = await _read_body(request)
-        activity = _parse_activity(body)
-        actor_host = _check_origin(activity, fed.urls.host)
-        await _check_admitted(fed.db, activity, actor_host)
-        actor = await _verified_signer(request, fed, body, activity)
-        if actor.id != activity["actor"]:
-            raise Refused(403, "the signing key's owner is not the activity's actor")
-    except Refused as refusal:
-        log.info("inbox %s: %s", refusal.status, refusal.reason)
-        return PlainTextResponse(refusal.reason, status_code=refusal.status)
-    try:  # the 202 follows a durable commit, shared with the requests arriving meanwhile
-        await request.state.acceptor.accept(store.Arrival(
-            activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))
-    except NotAccepted as failure:
-        return PlainTextResponse(str(failure), status_code=503, headers={"Retry-After": "30"})
-    fed.wake_inbox.set()
-    return Response(status_code=202)
+class Inbox:
+    """The ASGI app behind every inbox path (POST only; the router answers other methods)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fed: Federation = scope["state"]["federation"]
+        headers = HeaderMap.from_raw(scope["headers"])
+        client = scope.get("client")
+        try:
+            if (throttled := ratelimit.retry_after(headers, client and client[0],
+                                                   fed.inbox_limits)):
+                sender, seconds = throttled
+                raise Refused(429, f"too many requests from {sender[:100]}; retry in {seconds} s",
+                              seconds)
+            body = await _read_body(headers, receive)
+            activity = _parse_activity(body)
+            actor_host = _check_origin(activity, fed.urls.host)
+            await _check_admitted(fed, activity, actor_host)
+            actor = await _verified_signer(scope, headers, fed, body, activity)
+            if actor.id != activity["actor"]:
+                raise Refused(403, "the signing key's owner is not the activity's actor")
+            try:  # the 202 follows a durable commit, shared with the requests arriving meanwhile
+                await scope["state"]["acceptor"].accept(store.Arrival(
+                    activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))
+            except NotAccepted as failure:
+                raise Refused(503, str(failure), 30) from None
+        except Refused as refusal:
+            if refusal.status != 429:  # a flood is not worth a log line per request
+                log.info("inbox %s: %s", refusal.status, refusal.reason)
+            await _respond(send, refusal.status, refusal.reason, refusal.retry_after)
+            return
+        fed.arrived_at = asyncio.get_running_loop().time()
+        fed.wake_inbox.set()
+        await _respond(send, 202)
 
 
-async def _read_body(request: Request) -> bytes:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+inbox = Inbox()
+
+
+async def _respond(send: Send, status: int, reason: str = "",
+                   retry_after: int | None = None) -> None:
+    body = reason.encode("utf-8")
+    headers = [*_TEXT, (b"content-length", str(len(body)).encode("ascii"))]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(headers: HeaderMap, receive: Receive) -> bytes:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ACTIVITY_MEDIA_TYPES:
         raise Refused(415, "content type must be application/activity+json or application/ld+json")
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Refused(413, f"body is over {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "the client went away before sending its body")
+        body += message.get("body", b"")
         if len(body) > MAX_BODY_BYTES:
             raise Refused(413, f"body is over {MAX_BODY_BYTES} bytes")
-    return bytes(body)
+        if not message.get("more_body", False):
+            return body
 
 
 def _parse_activity(body: bytes) -> dict[str, Any]:
@@ -114,16 +148,18 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
 
 def _check_origin(activity: dict[str, Any], local_host: str) -> str:
     """The actor's host, once the activity and its embedded objects are shown to be from it."""
-    actor_host = _host(activity["actor"], "actor")
+    actor = activity["actor"]
+    actor_host = _host(actor, "actor")
     if actor_host == local_host:
         raise Refused(403, "a remote actor cannot be on this node's host")
-    if _host(activity["id"], "activity id") != actor_host:
+    prefix = origin_prefix(actor)
+    if not _on_host(activity["id"], actor_host, prefix, "activity id"):
         raise Refused(403, "activity id is not on the actor's host")
     if activity["type"] not in _FOREIGN_OBJECT_TYPES:
         embedded = activity.get("object")
         for item in embedded if isinstance(embedded, list) else [embedded]:
             if isinstance(item, dict) and "id" in item \
-                    and _host(item["id"], "object id") != actor_host:
+                    and not _on_host(item["id"], actor_host, prefix, "object id"):
                 raise Refused(403, "embedded object is not on the actor's host")
     return actor_host
 
@@ -135,26 +171,35 @@ def _host(url: Any, name: str) -> str:
         raise Refused(400, f"{name} is not an http(s) URL") from None
 
 
-async def _check_admitted(db: Database, activity: dict[str, Any], actor_host: str) -> None:
+def _on_host(url: Any, host: str, prefix: str | None, name: str) -> bool:
+    try:
+        return on_host(url, host, prefix)
+    except ValueError:
+        raise Refused(400, f"{name} is not an http(s) URL") from None
+
+
+async def _check_admitted(fed: Federation, activity: dict[str, Any], actor_host: str) -> None:
     """Allow-list federation, decided on the claimed actor (the signature must then prove it)."""
+    if fed.admission.admits(actor_host):
+        return
     domain = normalise_host(httpx.URL(activity["actor"]).host)  # a block covers every port
-    for blocked in {domain, actor_host}:
-        if await store.is_blocked(db, blocked):
-            raise Refused(403, "domain is blocked")
+    blocked, peer = await store.standing(fed.db, {domain, actor_host}, actor_host)
+    if blocked:
+        raise Refused(403, "domain is blocked")
     if activity["type"] == "Follow":  # anyone may ask; it becomes a pending request
         return
-    peer = await store.get_peer(db, actor_host)
     if peer is not None and (peer.following in _FOLLOWING or peer.follower in _FOLLOWER):
+        fed.admission.admitted(actor_host)
         return
-    if activity["type"] in _KNOWN_ACTOR_TYPES and await store.get_actor(db, activity["actor"]):
+    if activity["type"] in _KNOWN_ACTOR_TYPES and await store.get_actor(fed.db, activity["actor"]):
         return
     raise Refused(403, "not a followed or approved peer")
 
 
-async def _verified_signer(request: Request, fed: Federation, body: bytes,
+async def _verified_signer(scope: Scope, headers: HeaderMap, fed: Federation, body: bytes,
                            activity: dict[str, Any]) -> store.RemoteActor:
     """The owner of the key that signed the request; a stale cached key is refetched once."""
-    header = request.headers.get("signature")
+    header = headers.get("signature")
     if header is None:
         raise Refused(401, "request is not signed")
     try:
@@ -162,11 +207,11 @@ async def _verified_signer(request: Request, fed: Federation, body: bytes,
     except SignatureError as error:
         raise Refused(401, str(error)) from None
     actor = await _signing_actor(fed, key_id, activity, refresh=False)
-    verification = _verify(request, body, actor.public_pem)
+    verification = _verify(scope, headers, body, actor.public_pem)
     if _may_be_rotated(verification):
         fresh = await _signing_actor(fed, key_id, activity, refresh=True)
         if fresh.public_pem != actor.public_pem:  # the same PEM: refetch rate-limited or no news
-            actor, verification = fresh, _verify(request, body, fresh.public_pem)
+            actor, verification = fresh, _verify(scope, headers, body, fresh.public_pem)
     try:
         check(verification)
     except SignatureError as error:
@@ -174,11 +219,12 @@ async def _verified_signer(request: Request, fed: Federation, body: bytes,
     return actor
 
 
-def _verify(request: Request, body: bytes, public_pem: str) -> Verification:
+def _verify(scope: Scope, headers: HeaderMap, body: bytes,
+            public_pem: str) -> Verification:
     # The signature covers the path as sent; ASGI servers may omit raw_path.
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
-    query = request.scope.get("query_string", b"").decode("latin-1") or None
-    return verify_request(request.method, raw_path.decode("latin-1"), query, request.headers,
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string", b"").decode("latin-1") or None
+    return verify_request(scope["method"], raw_path.decode("latin-1"), query, headers,
                           body, public_pem)
 
 
@@ -190,12 +236,16 @@ def _may_be_rotated(verification: Verification) -> bool:
 
 async def _signing_actor(fed: Federation, key_id: str, activity: dict[str, Any], *,
                          refresh: bool) -> store.RemoteActor:
+    if not refresh and (known := fed.admission.signer(key_id)) is not None:
+        return known
     try:
-        return await key_for_signature(fed.db, fed.fetcher, key_id, local_host=fed.urls.host,
-                                       refresh=refresh, auth=await node_auth(fed))
+        actor = await key_for_signature(fed.db, fed.fetcher, key_id, local_host=fed.urls.host,
+                                        refresh=refresh, auth=await node_auth(fed))
     except ActorGone as error:
         if activity["type"] == "Delete":  # a deleted actor's farewell: acknowledged, dropped
             raise Refused(202, "actor is gone; Delete dropped") from None
         raise Refused(401, f"key: {error.reason}") from None
     except ActorError as error:
         raise Refused(401, f"key: {error.reason}") from None
+    fed.admission.signed_by(key_id, actor)
+    return actor

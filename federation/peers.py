@@ -79,6 +79,7 @@ async def unfollow(fed: Federation, target: str) -> int:
         await store.publish(fed.db, undo, NODE, [peer.inbox])
         fed.wake_delivery.set()
     await store.set_following(fed.db, peer.host, "none")
+    fed.admission.forget_all()
     return await remote.remove_listings_of(fed.db, peer.host)
 
 
@@ -96,12 +97,14 @@ async def reject(fed: Federation, target: str) -> None:
         raise PeerError(f"{peer.host} has not asked to follow this node")
     await answer_follow(fed, peer.host, "Reject", peer.their_follow_id)
     await store.set_follower(fed.db, peer.host, "rejected")
+    fed.admission.forget_all()
 
 
 async def block(fed: Federation, target: str) -> int:
     """Refuse everything from a domain and purge its listings; how many went."""
     name = domain(target)
     await store.block_domain(fed.db, name)
+    fed.admission.forget_all()
     return await remote.remove_listings_of(fed.db, name)
 
 

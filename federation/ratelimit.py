@@ -11,14 +11,13 @@ least recently seen forgotten first (it then starts again with a full bucket).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 
 from federation.addresses import normalise_host
 from federation.signatures import SignatureError, parse_signature_header
@@ -59,25 +58,31 @@ class PeerRateLimits:
         return len(self._buckets)
 
 
-def sender_of(request: Request) -> str:
-    """Who a request is counted against: its keyId's host, else the address it came from."""
-    header = request.headers.get("signature")
+def sender_of(headers: Mapping[str, str], client: str | None) -> str:
+    """Who a request is counted against: its keyId's host, else the address it came from.
+
+    ``headers`` has lower-case names; ``client`` is the peer address, if known.
+    """
+    header = headers.get("signature")
     if header is not None:
         try:
-            host = httpx.URL(parse_signature_header(header).key_id).host
-            if host:
-                return normalise_host(host)
+            return _key_host(parse_signature_header(header).key_id)
         except (SignatureError, httpx.InvalidURL, ValueError):
             pass
-    return f"address {request.client.host if request.client else '?'}"
+    return f"address {client or '?'}"
 
 
-def refusal(request: Request, limits: PeerRateLimits) -> Response | None:
-    """429 with Retry-After when the request's sender is over its rate; None to go on."""
-    sender = sender_of(request)
+@functools.lru_cache(maxsize=1024)
+def _key_host(key_id: str) -> str:
+    host = httpx.URL(key_id).host
+    if not host:
+        raise ValueError("keyId has no host")
+    return normalise_host(host)
+
+
+def retry_after(headers: Mapping[str, str], client: str | None,
+                limits: PeerRateLimits) -> tuple[str, int] | None:
+    """(sender, whole seconds to wait) when the request's sender is over its rate; else None."""
+    sender = sender_of(headers, client)
     wait = limits.take(sender)
-    if not wait:
-        return None
-    seconds = max(1, math.ceil(wait))
-    return PlainTextResponse(f"too many requests from {sender[:100]}; retry in {seconds} s",
-                             status_code=429, headers={"Retry-After": str(seconds)})
+    return (sender, max(1, math.ceil(wait))) if wait else None

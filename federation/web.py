@@ -23,7 +23,7 @@ from federation.documents import (
     node_actor,
     ordered_collection,
 )
-from federation.inbox import receive
+from federation.inbox import inbox
 from federation.local import NODE, federated_group, group_owner
 from federation.publisher import event_document
 from node.domain import RegistrationMode
@@ -207,19 +207,32 @@ ROUTES = [
     Route("/actor/outbox", node_outbox),
     Route("/actor/followers", node_followers),
     Route("/actor/following", node_following),
-    Route("/actor/inbox", receive, methods=["POST"]),
-    Route("/inbox", receive, methods=["POST"]),
-    Route("/groups/{slug}/inbox", receive, methods=["POST"]),
+    Route("/actor/inbox", inbox, methods=["POST"]),
+    Route("/inbox", inbox, methods=["POST"]),
+    Route("/groups/{slug}/inbox", inbox, methods=["POST"]),
     Route("/groups/{slug}/outbox", group_outbox),
     Route("/groups/{slug}/followers", group_followers),
     Route("/activities/{id}", activity_document),
 ]
-# Signed POSTs carry no CSRF token: their signature is their proof.
-INBOX_PATHS = ("/inbox", "/actor/inbox")
+INBOX_PATH = re.compile(r"/inbox|/actor/inbox|/groups/[^/]+/inbox")
 
 
-def is_inbox(path: str) -> bool:
-    return path in INBOX_PATHS or (path.startswith("/groups/") and path.endswith("/inbox"))
+class InboxFirst:
+    """Inbox POSTs go straight to the inbox, past the page middleware and its headers.
+
+    They carry no session cookie and no CSRF token (their signature is their
+    proof) and want no negotiation; every other request goes on to ``app``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" \
+                and INBOX_PATH.fullmatch(scope["path"]):
+            await inbox(scope, receive_, send)
+        else:
+            await self.app(scope, receive_, send)
 
 
 # Content negotiation on the HTML URLs -------------------------------------------------

@@ -141,6 +141,7 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
             await db.close()
 
     middleware = [
+        Middleware(federation_web.InboxFirst),
         Middleware(SecurityHeaders),
         Middleware(
             SessionMiddleware,
@@ -149,7 +150,7 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
             same_site="lax",
             https_only=config.secure_cookies,
         ),
-        Middleware(CSRFProtect, exempt=federation_web.is_inbox),
+        Middleware(CSRFProtect),
         Middleware(federation_web.ActivityPubNegotiation),
     ]
     return Starlette(

@@ -109,15 +109,21 @@ class Database:
                 raise
             await self._writer.commit()
 
+    async def write(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """One statement, committed on its own, in one trip to the writer; its RETURNING rows."""
+        assert self._writer is not None, "database is not open"
+        async with self._write_lock:
+            return list(await self._writer.execute_fetchall(sql, tuple(params)))
+
+    # Reads are one trip to the reader's thread each: the statement and all its rows.
+
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        assert self._reader is not None, "database is not open"
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
         row = await self.fetchone(sql, params)

@@ -59,7 +59,22 @@ async def commits_during(db: Database, work: Awaitable[Any]) -> tuple[Any, int]:
     result = await work
     async with db.transaction() as conn:
         await conn.set_trace_callback(None)
-    return result, statements.count("COMMIT")
+    return result, _transactions(statements[:-1])  # not the BEGIN that stopped the trace
+
+
+def _transactions(statements: list[str]) -> int:
+    """Committed transactions: each BEGIN ... COMMIT, and each write outside one."""
+    count, inside = 0, False
+    for statement in statements:
+        word = statement.split(None, 1)[0].upper()
+        if word == "BEGIN":
+            inside = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            count += word == "COMMIT"
+            inside = False
+        elif not inside and word in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+            count += 1
+    return count
 
 
 async def stored_ids(db: Database) -> Counter[str]:

@@ -22,7 +22,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation.addresses import is_public_address, normalise_host
+from federation.addresses import (
+    is_public_address,
+    normalise_host,
+    on_host,
+    origin_prefix,
+    url_host,
+)
 from federation.fetch import (
     AP_ACCEPT,
     AS_PROFILE,
@@ -687,3 +693,49 @@ def test_webfinger_url_asks_the_host_about_the_account() -> None:
     url = httpx.URL(webfinger_url("tea", "peer.example"))
     assert (url.scheme, url.host, url.path) == ("https", "peer.example", "/.well-known/webfinger")
     assert url.params["resource"] == "acct:tea@peer.example"
+
+
+# --- origin checks without parsing -------------------------------------------------
+
+_URL_PARTS = st.sampled_from(["http://", "https://", "HTTP://", "http:/", "ftp://", "//", ""])
+_URL_TEXT = st.lists(st.sampled_from([*"ab.:/?#@[]%\\ 1é\x00\x7f", "xn--", "::1", "80"]),
+                     max_size=16).map("".join)
+
+
+@settings(max_examples=2000)
+@given(actor_scheme=_URL_PARTS, actor_rest=_URL_TEXT, scheme=_URL_PARTS, rest=_URL_TEXT)
+def test_a_url_sharing_the_actors_prefix_is_on_the_actors_host_as_url_host_says(
+        actor_scheme: str, actor_rest: str, scheme: str, rest: str) -> None:
+    actor = actor_scheme + actor_rest
+    try:
+        host = url_host(actor)
+    except ValueError:
+        return  # the inbox refuses such an actor before any id is compared
+    prefix = origin_prefix(actor)
+    for url in (scheme + rest, (prefix or "") + rest, actor + rest):
+        try:
+            expected: bool | None = url_host(url) == host
+        except ValueError:
+            expected = None
+        try:
+            answer: bool | None = on_host(url, host, prefix)
+        except ValueError:
+            answer = None
+        # The prefix may only stand in for url_host when url_host agrees; it never turns a
+        # refusal into a match (a parseable URL on the prefix is on the same host).
+        assert answer == expected or (answer is True and expected is None
+                                      and url.startswith(prefix or "\0")), (actor, url)
+
+
+def test_the_origin_prefix_ends_at_the_first_slash_after_the_authority() -> None:
+    assert origin_prefix("https://peer.example:8443/groups/a") == "https://peer.example:8443/"
+    assert origin_prefix("https://peer.example") is None
+    assert origin_prefix("peer.example/a") is None
+    host = url_host("https://peer.example/groups/a")
+    prefix = origin_prefix("https://peer.example/groups/a")
+    assert on_host("https://peer.example/activities/1", host, prefix)
+    assert not on_host("https://peer.example.evil/activities/1", host, prefix)
+    assert not on_host("https://evil.example/https://peer.example/", host, prefix)
+    assert on_host("https://PEER.example/x", host, prefix)  # parsed: the same host
+    with pytest.raises(ValueError):
+        on_host(None, host, prefix)

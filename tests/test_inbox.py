@@ -1,6 +1,6 @@
 """The inbox end to end: real HTTP to real remote actors on loopback, real SQLite.
 
-Our node is `receive` mounted in a small Starlette app (driven by TestClient);
+Our node is `inbox` mounted in a small Starlette app (driven by TestClient);
 every other server is one uvicorn on 127.0.0.1 answering for the names
 `*.test`, which the node's fetcher resolves to 127.0.0.1. Each refusal is
 checked for its status and for an empty inbox_items table.
@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,13 +29,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from federation import actors, store
+from federation import actors, admission, peers, store
 from federation.acceptor import InboxAcceptor
 from federation.actors import ActorError, key_for_signature
 from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
-from federation.inbox import MAX_BODY_BYTES, receive
+from federation.inbox import MAX_BODY_BYTES, inbox
 from federation.keys import generate_key, public_pem
 from federation.signatures import digest_header, sign_headers
 from node.config import Config
@@ -113,7 +114,7 @@ def actor_document(url: str, key: str, **overrides: Any) -> dict[str, Any]:
 
 
 class Node:
-    """`receive` at the three inbox paths, with a real database and fetcher in its lifespan."""
+    """`inbox` at the three inbox paths, with a real database and fetcher in its lifespan."""
 
     def __init__(self, tmp_path: Path, public_url: str,
                  make_fetcher: Callable[[], Fetcher]) -> None:
@@ -128,16 +129,16 @@ class Node:
             acceptor = InboxAcceptor(self.db)
             acceptor.start()
             try:
+                self.fed = Federation(self.db, self.fetcher, Urls(public_url))
                 yield {"db": self.db, "fetcher": self.fetcher, "config": config,
-                       "federation": Federation(self.db, self.fetcher, Urls(public_url)),
-                       "acceptor": acceptor}
+                       "federation": self.fed, "acceptor": acceptor}
             finally:
                 await acceptor.stop()
                 await self.fetcher.aclose()
                 await self.db.close()
 
         app = Starlette(lifespan=lifespan, routes=[
-            Route(path, receive, methods=["POST"])
+            Route(path, inbox, methods=["POST"])
             for path in ("/inbox", "/actor/inbox", "/groups/{slug}/inbox")
         ])
         self.client = TestClient(app, base_url=public_url)
@@ -276,6 +277,26 @@ def test_a_rotated_key_is_refetched_once_and_then_verifies(node: Node, alice: st
     assert response.status_code == 202, response.text
     assert remote.hits[alice] == 2
     assert len(node.stored()) == 2
+
+
+def test_a_peer_blocked_here_is_refused_at_once_though_it_was_just_admitted(
+        node: Node, alice: str) -> None:
+    key = f"{alice}#main-key"
+    assert node.deliver(create(alice, 1), key, private_key("alice")).status_code == 202
+    node.call(peers.block, node.fed, "peer.test")
+    response = node.deliver(create(alice, 2), key, private_key("alice"))
+    assert (response.status_code, response.text) == (403, "domain is blocked")
+
+
+def test_an_unfollow_written_by_another_process_counts_within_a_second(
+        node: Node, alice: str) -> None:
+    key = f"{alice}#main-key"
+    assert node.deliver(create(alice, 1), key, private_key("alice")).status_code == 202
+    host = alice.split("/")[2]
+    node.call(store.set_following, node.db, host, "none")  # as `grassroots peers unfollow` does
+    time.sleep(admission.TTL + 0.1)
+    response = node.deliver(create(alice, 2), key, private_key("alice"))
+    assert (response.status_code, response.text) == (403, "not a followed or approved peer")
 
 
 def test_follow_from_an_unknown_peer_is_accepted_but_its_create_is_403(node: Node,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
@@ -58,20 +57,15 @@ class CSRFProtect:
     """Refuse any state-changing request without the session's CSRF token.
 
     The body is read here (capped), checked, and replayed to the app, so no
-    handler can forget the check. Paths for which ``exempt`` is true (signed
-    federation inboxes) are passed through untouched.
+    handler can forget the check. Signed federation inboxes never reach it
+    (federation.web.InboxFirst comes first).
     """
 
-    def __init__(self, app: ASGIApp, exempt: Callable[[str], bool] = lambda path: False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] in ("GET", "HEAD", "OPTIONS")
-            or self.exempt(scope["path"])
-        ):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
