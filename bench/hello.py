@@ -1,8 +1,8 @@
 """The baseline server: a hello-world Starlette route on the uvicorn settings the node ships.
 
 ``grassroots serve`` calls ``uvicorn.run`` with uvicorn[standard] (uvloop and
-httptools picked automatically), warning-level logs, no access log and no
-proxy headers; so does this. Run: ``python -m bench.hello PORT``.
+httptools picked automatically), warning-level logs, no access log, no
+proxy headers and no WebSocket implementation; so does this. Run: ``python -m bench.hello PORT``.
 """
 from __future__ import annotations
 
@@ -23,4 +23,4 @@ app = Starlette(routes=[Route("/", hello)])
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-                access_log=False, proxy_headers=False)
+                access_log=False, proxy_headers=False, ws="none")

@@ -7,7 +7,9 @@ meetings, as a Grassroots peer does. Every request is signed beforehand,
 moments before its round (the Date window), and the rounds go out from the
 load generator's own process at concurrency 32. The baseline, in the same
 run, is the same generator against a hello-world Starlette route on the
-node's uvicorn settings (``bench.hello``). Afterwards every accepted
+node's uvicorn settings (``bench.hello``); beside it, the same signed
+requests go to ``bench.floor``, which only parses and verifies them, to show
+how much of the gap any verifying inbox pays. Afterwards every accepted
 activity must be applied: the meetings it carried are in the directory.
 """
 from __future__ import annotations
@@ -180,15 +182,21 @@ def _serving_peers(tmp: Path, peers: list[Peer], rng: random.Random) -> Iterator
 
 
 @contextmanager
-def _serving_hello(tmp: Path) -> Iterator[int]:
-    """The baseline server; its port."""
+def _serving(tmp: Path, module: str, *args: str) -> Iterator[int]:
+    """A reference server (``bench.hello`` or ``bench.floor``) on a free port; its port."""
     port = free_port()
-    hello = spawn(["-m", "bench.hello", str(port)], log=tmp / "hello.log")
+    server = spawn(["-m", module, str(port), *args], log=tmp / f"{module}.log")
     try:
-        wait_until_serving(port, hello)
+        wait_until_serving(port, server)
         yield port
     finally:
-        stop(hello)
+        stop(server)
+
+
+def _key_file(tmp: Path, peers: list[Peer]) -> str:
+    path = tmp / "keys.json"
+    path.write_text(json.dumps({f"{p.group}#main-key": public_pem(p.private_pem) for p in peers}))
+    return str(path)
 
 
 def _sent_and_applied(node: subprocess.Popen, port: int, db_path: Path,
@@ -207,14 +215,15 @@ def _sent_and_applied(node: subprocess.Popen, port: int, db_path: Path,
 def run(quick: bool = False, profile: Path | None = None) -> dict[str, Any]:
     rng = random.Random(11)
     n_peers, rounds = (8, 1) if quick else (256, 3)
-    with scratch("inbox") as tmp, _serving_hello(tmp) as hello_port:
+    with scratch("inbox") as tmp, _serving(tmp, "bench.hello") as hello_port:
         node_port = free_port()
         peers = _peers(n_peers, 2 if quick else 32, free_port())
         data = tmp / "node"
         initialise(data, f"http://{HOST}:{node_port}")
         db_path = load_config(data).db_path
         asyncio.run(_admit(db_path, peers))
-        with _serving_peers(tmp, peers, rng), node_process(data, node_port) as node:
+        with _serving_peers(tmp, peers, rng), node_process(data, node_port) as node, \
+                _serving(tmp, "bench.floor", _key_file(tmp, peers)) as floor_port:
             warm = _sent_and_applied(node, node_port, db_path,
                                      signed_round(peers, n_peers, node_port, rng), None, "warm-up")
             if warm["statuses"] != {"202": n_peers}:
@@ -226,13 +235,14 @@ def run(quick: bool = False, profile: Path | None = None) -> dict[str, Any]:
             size = 100 if quick else int(max(500, min(
                 probe["rate"] * 2, probe["answered"] / probe["applied_s"] * 15,
                 n_peers * BURST * 0.8, 30_000)))
-            results, baselines = [], []
+            results, baselines, floors = [], [], []
             for n in range(rounds):
                 baselines.append(load(hello_port, CONCURRENCY, [HELLO],
                                       5000 if quick else 60_000))
-                results.append(_sent_and_applied(
-                    node, node_port, db_path, signed_round(peers, size, node_port, rng),
-                    profile if n == rounds - 1 else None, "inbox"))
+                requests = signed_round(peers, size, node_port, rng)
+                floors.append(load(floor_port, CONCURRENCY, requests))
+                results.append(_sent_and_applied(node, node_port, db_path, requests,
+                                                 profile if n == rounds - 1 else None, "inbox"))
             peak_rss = memory_mb(node.pid, "VmHWM")
         states = _states(db_path)
         meetings = query(db_path, "SELECT count(*) FROM events WHERE ap_id IS NOT NULL")[0][0]
@@ -244,10 +254,15 @@ def run(quick: bool = False, profile: Path | None = None) -> dict[str, Any]:
     accepted = [r["statuses"].get("202", 0) for r in results]
     node_rate = median([a / r["elapsed"] for a, r in zip(accepted, results)])
     hello_rate = median([b["rate"] for b in baselines])
+    if any(f["statuses"] != {"202": f["answered"]} for f in floors):
+        raise RuntimeError(f"the floor server refused requests: {[f['statuses'] for f in floors]}")
+    floor_rate = median([f["rate"] for f in floors])
     return {
         "ratio": node_rate / hello_rate,
         "accepted_per_s": node_rate,
         "hello_per_s": hello_rate,
+        "floor_per_s": floor_rate,
+        "floor_ratio": floor_rate / hello_rate,
         "round_size": size,
         "refused": {s: n for r in results for s, n in r["statuses"].items() if s != "202"},
         "applied": states.get("applied", 0),

@@ -55,7 +55,8 @@ def _details(results: dict[str, dict[str, Any]]) -> list[str]:
     i, v, d, f, p = (results[k] for k in ("inbox", "verify", "directory", "fanout", "footprint"))
     inbox_line = (
         f"inbox: {i['accepted_per_s']:,.0f} accepted/s vs hello-world {i['hello_per_s']:,.0f}"
-        f" req/s; rounds of {i['round_size']:,} from {i['peers']} peers; node CPU"
+        f" req/s; parse-and-verify floor {i['floor_per_s']:,.0f} req/s (ratio"
+        f" {i['floor_ratio']:.2f}); rounds of {i['round_size']:,} from {i['peers']} peers; node CPU"
         f" {i['node_cpu_ms_per_accepted']:.2f} ms per accepted activity; {i['applied']:,} of"
         f" {i['sent']:,} sent applied ({i['applied_per_s']:,.0f} meetings/s through the inbox);"
         f" generator ceiling {i['generator_ceiling_per_s']:,.0f} req/s (signed POSTs),"
