@@ -24,6 +24,10 @@ from node.storage.rsvps import fill_from_waitlist, release_rsvp, take_rsvp
 # Occurrences kept expanded in SQL, for date filters and "next meetings".
 HORIZON_PAST = timedelta(days=31)
 HORIZON_AHEAD = timedelta(days=366)
+# A series is expanded this much past the horizon too, to learn when the horizon reaches
+# its next occurrence; one with none that soon is looked at again after this long.
+LOOKAHEAD = timedelta(days=31)
+REFRESH_BATCH = 50  # series re-expanded per write, so a refresh holds the writer briefly
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 def parse_local(text: str) -> datetime:
@@ -68,48 +72,90 @@ def _draft_values(draft: EventDraft) -> tuple:
     )
 
 
-async def _materialise(conn: aiosqlite.Connection, event_id: int, now: datetime) -> None:
-    """Rewrite the expanded occurrences of one series over the horizon."""
-    cursor = await conn.execute("SELECT * FROM events WHERE id = ?", (event_id,))
-    event = _event(await cursor.fetchone())
-    cursor = await conn.execute(
-        "SELECT * FROM event_exceptions WHERE event_id = ?", (event_id,)
-    )
-    changes = [_change(row) for row in await cursor.fetchall()]
-    await conn.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
-    if event.cancelled:
-        return
-    occurrences = expand(
-        event_id=event.id,
-        starts_at=event.starts_at,
-        duration_minutes=event.duration_minutes,
-        timezone=event.timezone,
-        rrule=event.rrule,
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """A series' occurrence rows over the horizon, and when rolling it forward changes them."""
+
+    rows: list[tuple[str, str, str]]  # (original_start, starts_utc, ends_utc)
+    due: str | None  # events.horizon_due: None when no refresh changes them
+
+
+def expansion(series: Event | EventDraft, cancelled: bool, changes: list[OccurrenceChange],
+              now: datetime) -> Expansion:
+    """The occurrences of a series to store at ``now``, and until when they stay right.
+
+    They change when the first occurrence past the horizon comes into it, or the first
+    one in it falls out behind; one-offs and cancelled series are never refreshed.
+    """
+    if cancelled:
+        return Expansion([], None)
+    window_end = now + HORIZON_AHEAD
+    found = expand(
+        event_id=0,
+        starts_at=series.starts_at,
+        duration_minutes=series.duration_minutes,
+        timezone=series.timezone,
+        rrule=series.rrule,
         changes=changes,
         window_start=now - HORIZON_PAST,
-        window_end=now + HORIZON_AHEAD,
+        window_end=window_end + LOOKAHEAD,
     )
+    kept = [o for o in found if o.start < window_end]
+    rows = [(o.key, stamp(o.start), stamp(o.end)) for o in kept]
+    if series.rrule is None:
+        return Expansion(rows, None)
+    # Reckoned in UTC: a day added in the series' zone may be 23 or 25 hours long.
+    beyond = found[len(kept)].start if len(found) > len(kept) else window_end + LOOKAHEAD
+    due = beyond.astimezone(UTC) - HORIZON_AHEAD
+    if kept:
+        due = min(due, kept[0].start.astimezone(UTC) + HORIZON_PAST)
+    return Expansion(rows, stamp(due))
+
+
+async def insert_occurrences(conn: aiosqlite.Connection,
+                             expanded: list[tuple[int, int, Expansion]]) -> None:
+    """Store the rows of (event id, group id, expansion) triples, in one trip."""
     await conn.executemany(
         "INSERT INTO occurrences (event_id, group_id, original_start, starts_utc, ends_utc)"
         " VALUES (?, ?, ?, ?, ?)",
-        [
-            (event.id, event.group_id, o.key, stamp(o.start), stamp(o.end))
-            for o in occurrences
-        ],
+        [(event_id, group_id, *row) for event_id, group_id, found in expanded
+         for row in found.rows],
+    )
+
+
+async def _materialise(conn: aiosqlite.Connection, event_ids: list[int], now: datetime) -> None:
+    """Rewrite the expanded occurrences of these series over the horizon."""
+    marks = ",".join("?" * len(event_ids))
+    cursor = await conn.execute(f"SELECT * FROM events WHERE id IN ({marks})", event_ids)
+    series = [_event(row) for row in await cursor.fetchall()]
+    cursor = await conn.execute(
+        f"SELECT * FROM event_exceptions WHERE event_id IN ({marks})", event_ids
+    )
+    changes: dict[int, list[OccurrenceChange]] = {event.id: [] for event in series}
+    for row in await cursor.fetchall():
+        changes[row["event_id"]].append(_change(row))
+    expanded = [(event.id, event.group_id,
+                 expansion(event, event.cancelled, changes[event.id], now)) for event in series]
+    await conn.execute(f"DELETE FROM occurrences WHERE event_id IN ({marks})", event_ids)
+    await insert_occurrences(conn, expanded)
+    await conn.executemany(
+        "UPDATE events SET horizon_due = ? WHERE id = ?",
+        [(found.due, event_id) for event_id, _, found in expanded],
     )
 
 
 async def create_event(db: Database, group_id: int, draft: EventDraft) -> int:
-    now = timestamp()
+    now = datetime.now(UTC)
+    found = expansion(draft, False, [], now)
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "INSERT INTO events (title, description, starts_at, duration_minutes, timezone,"
-            " rrule, format, place, address, online_url, capacity, group_id, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _draft_values(draft) + (group_id, now, now),
+            " rrule, format, place, address, online_url, capacity, group_id, horizon_due,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _draft_values(draft) + (group_id, found.due, stamp(now), stamp(now)),
         )
         event_id = cursor.lastrowid
-        await _materialise(conn, event_id, datetime.now(UTC))
+        await insert_occurrences(conn, [(event_id, group_id, found)])
         await record_change(conn, "event", event_id)
     return event_id
 
@@ -123,7 +169,7 @@ async def update_event(db: Database, event_id: int, draft: EventDraft) -> None:
             " address = ?, online_url = ?, capacity = ?, updated_at = ? WHERE id = ?",
             _draft_values(draft) + (timestamp(), event_id),
         )
-        await _materialise(conn, event_id, datetime.now(UTC))
+        await _materialise(conn, [event_id], datetime.now(UTC))
         await record_change(conn, "event", event_id)
         cursor = await conn.execute(
             "SELECT DISTINCT occurrence FROM rsvps WHERE event_id = ? AND status = 'waitlist'",
@@ -140,7 +186,7 @@ async def set_cancelled(db: Database, event_id: int, cancelled: bool) -> None:
             "UPDATE events SET cancelled = ?, updated_at = ? WHERE id = ?",
             (int(cancelled), timestamp(), event_id),
         )
-        await _materialise(conn, event_id, datetime.now(UTC))
+        await _materialise(conn, [event_id], datetime.now(UTC))
         await record_change(conn, "event", event_id)
 
 
@@ -181,17 +227,18 @@ async def restore_occurrence(db: Database, event_id: int, original_start: dateti
 async def _slot_changed(conn: aiosqlite.Connection, event_id: int) -> None:
     """A changed occurrence is a change of the series (its ``updated`` moves)."""
     await conn.execute("UPDATE events SET updated_at = ? WHERE id = ?", (timestamp(), event_id))
-    await _materialise(conn, event_id, datetime.now(UTC))
+    await _materialise(conn, [event_id], datetime.now(UTC))
     await record_change(conn, "event", event_id)
 
 
 async def refresh_occurrences(db: Database) -> None:
-    """Roll the expanded horizon forward for every recurring series."""
-    rows = await db.fetchall("SELECT id FROM events WHERE rrule IS NOT NULL AND cancelled = 0")
+    """Roll the expanded horizon forward over the series whose occurrences it changes."""
     now = datetime.now(UTC)
-    for row in rows:
+    rows = await db.fetchall("SELECT id FROM events WHERE horizon_due <= ?", (stamp(now),))
+    due = [row["id"] for row in rows]
+    for first in range(0, len(due), REFRESH_BATCH):
         async with db.transaction() as conn:
-            await _materialise(conn, row["id"], now)
+            await _materialise(conn, due[first:first + REFRESH_BATCH], now)
 
 
 async def get_event(db: Database, event_id: int) -> Event | None:
