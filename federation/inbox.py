@@ -121,7 +121,7 @@ async def _read_body(headers: HeaderMap, receive: Receive) -> bytes:
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Refused(413, f"body is over {MAX_BODY_BYTES} bytes")
-    body = b""
+    body = bytearray()  # grows in place: a body sent a byte at a time costs no more
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -130,7 +130,7 @@ async def _read_body(headers: HeaderMap, receive: Receive) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise Refused(413, f"body is over {MAX_BODY_BYTES} bytes")
         if not message.get("more_body", False):
-            return body
+            return bytes(body)
 
 
 def _parse_activity(body: bytes) -> dict[str, Any]:

@@ -590,6 +590,19 @@ def test_body_over_one_megabyte_without_a_length_is_413(node: Node, alice: str) 
     refused(response, 413, node)
 
 
+def test_a_body_arriving_a_byte_at_a_time_is_read_whole(node: Node, alice: str) -> None:
+    activity = create(alice)
+    body, headers = node.signed(activity, f"{alice}#main-key", private_key("alice"))
+
+    def bytewise() -> Iterator[bytes]:
+        for i in range(len(body)):
+            yield body[i:i + 1]
+
+    response = node.client.post("/inbox", content=bytewise(), headers=headers)
+    assert response.status_code == 202, response.text
+    assert node.stored() == [activity["id"]]
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "text/html",
                                           "application/x-www-form-urlencoded", ""])
 def test_wrong_content_type_is_415(node: Node, alice: str, content_type: str) -> None:
