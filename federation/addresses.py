@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-
 from typing import Any
 
 import httpx
@@ -96,23 +95,33 @@ def url_host(url: Any) -> str:
     the scheme's default, so two development nodes on one loopback address
     are two hosts. ValueError for anything but an http(s) URL with a host.
     """
+    host, port = _host_and_port(url)
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
+def url_domain(url: Any) -> str:
+    """A URL's host through `normalise_host`, without its port: what a block or a rate
+    limit covers. ValueError as for `url_host`."""
+    return _host_and_port(url)[0]
+
+
+def _host_and_port(url: Any) -> tuple[str, int | None]:
     if not isinstance(url, str):
         raise ValueError(f"not a URL: {str(url)[:100]!r}")
-    return _url_host(url)
+    return _parsed_host_and_port(url)
 
 
 @functools.lru_cache(maxsize=4096)  # the inbox asks about the same actors again and again
-def _url_host(url: str) -> str:
+def _parsed_host_and_port(url: str) -> tuple[str, int | None]:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         raise ValueError(f"not a URL: {str(url)[:100]!r}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"not an http(s) URL: {str(url)[:100]!r}")
-    host = normalise_host(parsed.host)
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return host if parsed.port is None else f"{host}:{parsed.port}"
+    return normalise_host(parsed.host), parsed.port
 
 
 def origin_prefix(url: str) -> str | None:

@@ -18,13 +18,12 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from federation import ratelimit, store
 from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
-from federation.addresses import normalise_host, on_host, origin_prefix, url_host
+from federation.addresses import on_host, origin_prefix, url_domain, url_host
 from federation.context import Federation
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
 from federation.local import node_auth
@@ -182,8 +181,9 @@ async def _check_admitted(fed: Federation, activity: dict[str, Any], actor_host:
     """Allow-list federation, decided on the claimed actor (the signature must then prove it)."""
     if fed.admission.admits(actor_host):
         return
-    domain = normalise_host(httpx.URL(activity["actor"]).host)  # a block covers every port
-    blocked, peer = await store.standing(fed.db, {domain, actor_host}, actor_host)
+    # A block covers every port: the actor's domain is checked as well as its host.
+    blocked, peer = await store.standing(fed.db, {url_domain(activity["actor"]), actor_host},
+                                         actor_host)
     if blocked:
         raise Refused(403, "domain is blocked")
     if activity["type"] == "Follow":  # anyone may ask; it becomes a pending request

@@ -11,16 +11,13 @@ least recently seen forgotten first (it then starts again with a full bucket).
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-import httpx
-
-from federation.addresses import normalise_host
-from federation.signatures import SignatureError, parse_signature_header
+from federation.addresses import url_domain
+from federation.signatures import parse_signature_header
 
 RATE = 50.0        # requests a second, sustained
 BURST = 200.0      # requests at once
@@ -66,18 +63,10 @@ def sender_of(headers: Mapping[str, str], client: str | None) -> str:
     header = headers.get("signature")
     if header is not None:
         try:
-            return _key_host(parse_signature_header(header).key_id)
-        except (SignatureError, httpx.InvalidURL, ValueError):
+            return url_domain(parse_signature_header(header).key_id)
+        except ValueError:  # a SignatureError, or a keyId that is no http(s) URL
             pass
     return f"address {client or '?'}"
-
-
-@functools.lru_cache(maxsize=1024)
-def _key_host(key_id: str) -> str:
-    host = httpx.URL(key_id).host
-    if not host:
-        raise ValueError("keyId has no host")
-    return normalise_host(host)
 
 
 def retry_after(headers: Mapping[str, str], client: str | None,

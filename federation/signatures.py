@@ -85,13 +85,18 @@ class HeaderMap(dict[str, str]):
     """
 
     @classmethod
+    def fold(cls, items: Iterable[tuple[str, str]]) -> HeaderMap:
+        """From (name, value) pairs in any case, names possibly repeated."""
+        headers = cls()
+        for name, value in items:
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return headers
+
+    @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> HeaderMap:
         """From the latin-1 (name, value) pairs an HTTP server hands over (ASGI's scope)."""
-        headers = cls()
-        for name, value in raw:
-            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        return headers
+        return cls.fold((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
 
 
 # Signing
@@ -124,7 +129,7 @@ def sign_headers(
         raise SignatureError("key id cannot be quoted in a Signature header")
     method = method.upper()
     parts = urlsplit(url)
-    given = _lowercase(headers)
+    given = HeaderMap.fold(headers.items())
     added = {
         "Host": given.get("host") or parts.netloc.rpartition("@")[2],
         "Date": given.get("date") or format_datetime(datetime.now(UTC), usegmt=True),
@@ -270,7 +275,7 @@ def verify_request(
     is read as it is.
     """
     method = method.upper()
-    received = headers if isinstance(headers, HeaderMap) else _lowercase(headers)
+    received = headers if isinstance(headers, HeaderMap) else HeaderMap.fold(headers.items())
     raw = received.get("signature")
     if raw is None:
         return _unverified("request is not signed")
@@ -458,12 +463,3 @@ def _signing_string(
         culprit = next(name for name, line in zip(names, lines) if _CONTROL.search(line))
         raise SignatureError(f"signed header {culprit} contains control characters")
     return message
-
-
-def _lowercase(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names folded to lower case; a repeated header's values joined with ", "."""
-    folded: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        folded[key] = f"{folded[key]}, {value}" if key in folded else value
-    return folded
