@@ -19,6 +19,10 @@ class Config:
     data_dir: Path
     public_url: str
     secret_key: str
+    # A federated listing its origin has not confirmed for this long is marked stale,
+    # and for the longer period retired (removed).
+    listing_stale_days: int = 7
+    listing_retire_days: int = 30
 
     @property
     def db_path(self) -> Path:
@@ -63,4 +67,13 @@ def load_config(data_dir: Path, public_url: str | None = None) -> Config:
         # An international domain name as its ASCII (punycode) form, as ids carry it.
         public_url=str(httpx.URL(public_url or values["public_url"])).rstrip("/"),
         secret_key=secret_key,
+        listing_stale_days=_days(values, "listing_stale_days", 7),
+        listing_retire_days=_days(values, "listing_retire_days", 30),
     )
+
+
+def _days(values: dict, key: str, default: int) -> int:
+    value = values.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
+        raise ValueError(f"{key} in {CONFIG_FILE} must be a whole number of days, 1 to 3650")
+    return value
