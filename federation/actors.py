@@ -2,10 +2,13 @@
 
 An actor is refused unless its inbox, outbox, shared inbox and key all live
 on the actor's own host, its key names it as owner and parses as RSA, and it
-is not on this node's host. A key is found through its `keyId`: the actor
-document without the fragment (Mastodon's `actor#main-key`), or a bare key
-document whose owner lists that same key. Failed key fetches are remembered
-(negative cache) so a dead or hostile key URL is not asked again and again.
+is not on this node's host. Its Ed25519 Multikeys (FEP-521a `assertionMethod`,
+for RFC 9421 signatures) are kept when they are on its host and name it as
+their controller; any other entry is passed over. A key is found through its
+`keyId`: the actor document without the fragment (Mastodon's `actor#main-key`,
+Fedify's `actor#ed25519-key`), or a bare key or Multikey document whose owner
+(controller) lists that same key. Failed key fetches are remembered (negative
+cache) so a dead or hostile key URL is not asked again and again.
 """
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ import httpx
 from federation import store
 from federation.addresses import url_host
 from federation.fetch import BadStatus, Fetcher, FetchError, validate_url
-from federation.keys import load_public_key
+from federation.keys import load_multikey, load_public_key
 from federation.store import RemoteActor
 from node.db import Database, stamp
 
 ACTOR_TYPES = frozenset({"Application", "Group", "Organization", "Person", "Service"})
 MAX_USERNAME_LENGTH = 255
+MAX_MULTIKEYS = 8  # assertionMethod entries looked at
 FAILURE_TTL = timedelta(minutes=10)       # a failed key URL is not fetched again for this long
 REFRESH_INTERVAL = timedelta(minutes=5)   # a cached key is refetched (rotation) at most this often
 _GONE_STATUSES = frozenset({404, 410})
@@ -91,14 +95,16 @@ async def _may_refresh(db: Database, actor_id: str) -> bool:
 async def _key_owner(fetcher: Fetcher, url: str, key_id: str, local_host: str,
                      auth: httpx.Auth | None) -> RemoteActor:
     document = await _get(fetcher, url, local_host, auth)
-    if not _is_actor_type(document.get("type")) and "owner" in document \
-            and "publicKeyPem" in document:  # a bare key document: its owner must list it
-        owner = document["owner"]
-        if not isinstance(owner, str):
-            raise ActorError("key owner is not a URL")
-        document = await _get(fetcher, owner, local_host, auth)
+    if not _is_actor_type(document.get("type")):  # a bare key document: its owner must list it
+        owner = (document.get("owner") if "publicKeyPem" in document
+                 else document.get("controller") if document.get("type") == "Multikey"
+                 else None)
+        if owner is not None:
+            if not isinstance(owner, str):
+                raise ActorError("key owner is not a URL")
+            document = await _get(fetcher, owner, local_host, auth)
     actor = _parse_actor(document, local_host, fetcher.allow_private)
-    if actor.key_id != key_id:
+    if actor.public_key(key_id) is None:
         raise ActorError(f"{actor.id[:200]} does not list {key_id[:200]} as its key")
     return actor
 
@@ -156,7 +162,27 @@ def _parse_actor(document: dict[str, Any], local_host: str, allow_private: bool)
         outbox=_url_on_host("outbox", document.get("outbox"), host, allow_private),
         key_id=_url_on_host("publicKey.id", key.get("id"), host, allow_private, required=True),
         public_pem=pem,
+        multikeys=_multikeys(document.get("assertionMethod"), actor_id, host, allow_private),
     )
+
+
+def _multikeys(entries: Any, actor_id: str, host: str,
+               allow_private: bool) -> tuple[tuple[str, str], ...]:
+    """(id, publicKeyMultibase) of the usable Ed25519 Multikeys among ``entries``."""
+    found = []
+    for entry in (entries if isinstance(entries, list) else [entries])[:MAX_MULTIKEYS]:
+        if not (isinstance(entry, dict) and entry.get("type") == "Multikey"
+                and entry.get("controller") == actor_id
+                and isinstance(key_id := entry.get("id"), str)
+                and isinstance(multibase := entry.get("publicKeyMultibase"), str)):
+            continue
+        try:
+            _url_on_host("Multikey id", key_id, host, allow_private)
+            load_multikey(multibase)
+        except (ActorError, ValueError):
+            continue
+        found.append((key_id, multibase))
+    return tuple(found)
 
 
 def _url_on_host(name: str, value: Any, host: str, allow_private: bool, *,

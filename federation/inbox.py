@@ -8,14 +8,16 @@ which remembers admitted peers and their keys) and `acceptor`
 together). It refuses senders over their rate before reading anything, reads
 the body within a cap, checks who claims to send it and from where, refuses
 peers the policy does not admit before fetching anything, verifies the HTTP
-signature against the key owner's key, and stores the raw activity once by
-id, durably, before the 202; the runner applies it later. Every refusal is a
-one-line text/plain reason; bodies are never logged.
+signature (draft-cavage, or RFC 9421 when a Signature-Input header is sent)
+against the key owner's key and for this node's host, and stores the raw
+activity once by id, durably, before the 202; the runner applies it later.
+Every refusal is a one-line text/plain reason; bodies are never logged.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -27,6 +29,7 @@ from federation.addresses import on_host, origin_prefix, url_domain, url_host
 from federation.context import Federation
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
 from federation.local import node_auth
+from federation.message_signatures import parse_message_signature, verify_message
 from federation.signatures import (
     HeaderMap,
     SignatureError,
@@ -202,16 +205,20 @@ async def _verified_signer(scope: Scope, headers: HeaderMap, fed: Federation, bo
     header = headers.get("signature")
     if header is None:
         raise Refused(401, "request is not signed")
+    signature_input = headers.get("signature-input")  # RFC 9421; else draft-cavage
     try:
-        key_id = parse_signature_header(header).key_id
+        key_id = (parse_signature_header(header).key_id if signature_input is None
+                  else parse_message_signature(signature_input, header).key_id)
     except SignatureError as error:
         raise Refused(401, str(error)) from None
+    verify = verify_request if signature_input is None else verify_message
     actor = await _signing_actor(fed, key_id, activity, refresh=False)
-    verification = _verify(scope, headers, body, actor.public_pem)
+    verification = _verify(verify, scope, headers, body, fed, actor, key_id)
     if _may_be_rotated(verification):
         fresh = await _signing_actor(fed, key_id, activity, refresh=True)
-        if fresh.public_pem != actor.public_pem:  # the same PEM: refetch rate-limited or no news
-            actor, verification = fresh, _verify(scope, headers, body, fresh.public_pem)
+        # The same key: the refetch was rate-limited or brought no news.
+        if fresh.public_key(key_id) != actor.public_key(key_id):
+            actor, verification = fresh, _verify(verify, scope, headers, body, fed, fresh, key_id)
     try:
         check(verification)
     except SignatureError as error:
@@ -219,19 +226,23 @@ async def _verified_signer(scope: Scope, headers: HeaderMap, fed: Federation, bo
     return actor
 
 
-def _verify(scope: Scope, headers: HeaderMap, body: bytes,
-            public_pem: str) -> Verification:
+def _verify(verify: Callable[..., Verification], scope: Scope, headers: HeaderMap,
+            body: bytes, fed: Federation, actor: store.RemoteActor,
+            key_id: str) -> Verification:
+    """``verify`` (`verify_request` or `verify_message`) with the actor's key ``key_id``,
+    for this node's host. The actor was found by that key id, so it lists it."""
     # The signature covers the path as sent; ASGI servers may omit raw_path.
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
     query = scope.get("query_string", b"").decode("latin-1") or None
-    return verify_request(scope["method"], raw_path.decode("latin-1"), query, headers,
-                          body, public_pem)
+    return verify(scope["method"], raw_path.decode("latin-1"), query, headers, body,
+                  actor.public_key(key_id) or "", origin=fed.urls.base)
 
 
 def _may_be_rotated(verification: Verification) -> bool:
     """Only a signature that fails while every other fact holds is worth a fresh key."""
     return (not verification.signature_valid and verification.required_headers_signed
-            and verification.date_in_window and verification.digest_matches is not False)
+            and verification.date_in_window and verification.digest_matches is not False
+            and verification.host_matches is not False)
 
 
 async def _signing_actor(fed: Federation, key_id: str, activity: dict[str, Any], *,

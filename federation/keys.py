@@ -1,8 +1,9 @@
-"""RSA key pairs for actors, and the two RSA operations HTTP signatures need.
+"""RSA key pairs for actors, the two RSA operations HTTP signatures need, and
+the Ed25519 check RFC 9421 signatures from FEP-521a Multikeys need.
 
 The one module that touches `cryptography`, which it loads on first use: a
 node that has nothing to sign or verify yet (no peers) does without its
-~7 MB. PEMs are parsed once (cached on their text).
+~7 MB. PEMs and Multikeys are parsed once (cached on their text).
 """
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 KEY_BITS = 2048
 MAX_PEM_LENGTH = 16_384  # an RSA-8192 public PEM is under 1.5 KB; anything bigger is junk
+MAX_MULTIBASE_LENGTH = 64  # an Ed25519 Multikey is 48 characters
+_ED25519_PUB = b"\xed\x01"  # the multicodec prefix of an Ed25519 public key
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BASE58_DIGITS = {character: value for value, character in enumerate(_BASE58)}
 
 
 @functools.cache
@@ -22,11 +27,11 @@ def _crypto() -> SimpleNamespace:
     """cryptography's pieces this module uses, imported the first time one is needed."""
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
     return SimpleNamespace(
-        rsa=rsa, serialization=serialization, InvalidSignature=InvalidSignature,
-        UnsupportedAlgorithm=UnsupportedAlgorithm,
+        rsa=rsa, ed25519=ed25519, serialization=serialization,
+        InvalidSignature=InvalidSignature, UnsupportedAlgorithm=UnsupportedAlgorithm,
         # HTTP signatures are always RSASSA-PKCS1-v1_5 with SHA-256 (rsa-sha256, hs2019).
         pkcs1v15=padding.PKCS1v15(), sha256=hashes.SHA256(),
     )
@@ -104,3 +109,42 @@ def signed_digest(public_pem: str, signature: bytes) -> bytes | None:
         return key.recover_data_from_signature(signature, c.pkcs1v15, c.sha256)
     except c.InvalidSignature:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def load_multikey(multibase: str) -> ed25519.Ed25519PublicKey:
+    """An Ed25519 key from a Multikey's `publicKeyMultibase` (FEP-521a), parsed once.
+
+    That is "z" and the base58btc of the ed25519-pub multicodec (0xed 0x01)
+    followed by the 32 key bytes; ValueError for anything else.
+    """
+    if not (multibase.startswith("z") and len(multibase) <= MAX_MULTIBASE_LENGTH):
+        raise ValueError("not a base58btc multibase value")
+    decoded = _base58_decode(multibase[1:])
+    if len(decoded) != 34 or not decoded.startswith(_ED25519_PUB):
+        raise ValueError("not an Ed25519 public key")
+    return _crypto().ed25519.Ed25519PublicKey.from_public_bytes(decoded[2:])
+
+
+def verify_ed25519(multibase: str, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is the Multikey's Ed25519 signature of ``message``.
+
+    ValueError if the Multikey is unusable.
+    """
+    key = load_multikey(multibase)
+    try:
+        key.verify(signature, message)
+    except _crypto().InvalidSignature:
+        return False
+    return True
+
+
+def _base58_decode(text: str) -> bytes:
+    number = 0
+    for character in text:
+        digit = _BASE58_DIGITS.get(character)
+        if digit is None:
+            raise ValueError("not base58")
+        number = number * 58 + digit
+    zeros = len(text) - len(text.lstrip("1"))  # each leading "1" is a zero byte
+    return b"\0" * zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")

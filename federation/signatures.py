@@ -4,6 +4,8 @@ Pure and transport-free: callers hand in method, path, headers and body.
 Verification returns named facts; `check` is the small policy over them.
 The RSA maths is always RSASSA-PKCS1-v1_5 with SHA-256, fixed by the key
 type; the client's `algorithm` parameter only decides whether we refuse.
+RFC 9421 signatures (inbound only) are in federation.message_signatures,
+which shares the facts, the policy, the time window and the host check.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from federation.addresses import url_host
 from federation.keys import sign, signed_digest
 
 MAX_HEADER_LENGTH = 8192
@@ -51,6 +54,8 @@ _CONTROL_BYTES = bytes([*range(0x09), *range(0x0a, 0x20), 0x7f])  # what _CONTRO
 _HEADER_NAME = r"(?:[a-z0-9!#$%&'*+.^_`|~-]+|\((?:request-target|created|expires)\))"
 _HEADER_NAMES = re.compile(rf"{_HEADER_NAME}(?: {_HEADER_NAME})*")
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")
+# A Host header's value as a sender writes it: a name or an IP literal, maybe a port.
+_AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 class SignatureError(ValueError):
@@ -75,7 +80,16 @@ class Verification(NamedTuple):
     digest_matches: bool | None  # None: a GET or HEAD that signs no digest
     date_in_window: bool
     required_headers_signed: bool
+    # The signed Host is this node's host. None: the caller gave no origin to compare with.
+    host_matches: bool | None
     reason: str | None  # the first failing fact, None when all hold
+
+    @classmethod
+    def unverified(cls, reason: str) -> Verification:
+        """A request whose signature could not even be read."""
+        return cls(key_id=None, signed_headers=(), signature_valid=False, digest_matches=None,
+                   date_in_window=False, required_headers_signed=False, host_matches=None,
+                   reason=reason)
 
 
 class HeaderMap(dict[str, str]):
@@ -266,29 +280,36 @@ def verify_request(
     body: bytes | None,
     public_pem: str,
     now: datetime | None = None,
+    *,
+    origin: str | None = None,
 ) -> Verification:
     """Establish the facts about a request's signature against one public key.
 
     `path` is the path exactly as sent (still percent-encoded), `query` the
     query string without "?". `headers` may repeat names (Starlette's
     Headers); repeats are joined with ", " as the draft says. A `HeaderMap`
-    is read as it is.
+    is read as it is. With `origin`, this node's public URL, the signature
+    must sign `host` and the signed Host must be the origin's host.
     """
     method = method.upper()
     received = headers if isinstance(headers, HeaderMap) else HeaderMap.fold(headers.items())
     raw = received.get("signature")
     if raw is None:
-        return _unverified("request is not signed")
+        return Verification.unverified("request is not signed")
     try:
         params = parse_signature_header(raw)
     except SignatureError as error:
-        return _unverified(str(error))
+        return Verification.unverified(str(error))
     # A GET or HEAD has no body to match unless its sender signed a digest anyway.
     has_digest_fact = method not in _SAFE_METHODS or "digest" in params.headers
     required = _required_headers_reason(method, params.headers)
     window = _date_window_reason(params, received, time.time() if now is None else now.timestamp())
     digest = _digest_reason(received.get("digest"), body or b"") if has_digest_fact else None
     signature = _signature_reason(params, method, path, query, received, public_pem)
+    host = None
+    if origin is not None:
+        host = ("host is not signed" if "host" not in params.headers
+                else host_reason(received.get("host"), origin))
     return Verification(
         key_id=params.key_id,
         signed_headers=params.headers,
@@ -296,32 +317,49 @@ def verify_request(
         digest_matches=digest is None if has_digest_fact else None,
         date_in_window=window is None,
         required_headers_signed=required is None,
-        reason=required or window or digest or signature,
+        host_matches=host is None if origin is not None else None,
+        # A tampered Host fails the signature first: that is the likelier story.
+        reason=required or window or digest or signature or host,
     )
 
 
 def check(verification: Verification) -> None:
-    """The policy: every fact must hold (a GET or HEAD that signs no digest has no digest fact)."""
+    """The policy: every fact must hold (a GET or HEAD that signs no digest has no digest
+    fact; a verification without an origin to compare with has no host fact)."""
     accepted = (
         verification.signature_valid
         and verification.required_headers_signed
         and verification.date_in_window
         and verification.digest_matches is not False
+        and verification.host_matches is not False
     )
     if not accepted:
         raise SignatureError(verification.reason or "signature refused")
 
 
-def _unverified(reason: str) -> Verification:
-    return Verification(
-        key_id=None,
-        signed_headers=(),
-        signature_valid=False,
-        digest_matches=None,
-        date_in_window=False,
-        required_headers_signed=False,
-        reason=reason,
-    )
+@functools.lru_cache(maxsize=64)
+def host_reason(host: str | None, origin: str) -> str | None:
+    """Why a signed Host value is not the host of ``origin`` (this node's public URL), if so.
+
+    Both are compared as `url_host` writes them: lower case, a non-default port kept.
+    Cached: an inbox is asked for the same host again and again.
+    """
+    scheme = origin.partition("://")[0].lower()
+    if host is None or request_authority(host, scheme) != url_host(origin):
+        return "signature is for another host"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def request_authority(host: str, scheme: str) -> str | None:
+    """A Host header's value as `url_host` writes it for ``scheme``, None if it is no host."""
+    value = host.strip(" \t")
+    if not _AUTHORITY.fullmatch(value):
+        return None
+    try:
+        return url_host(f"{scheme}://{value}/")
+    except ValueError:
+        return None
 
 
 def _required_headers_reason(method: str, signed: tuple[str, ...]) -> str | None:
@@ -348,6 +386,12 @@ def _date_window_reason(params: SignatureParams, headers: Mapping[str, str], now
         expires = _unix_time(params.expires, "expires") if "(expires)" in params.headers else None
     except SignatureError as error:
         return str(error)
+    return window_reason(created, expires, now)
+
+
+def window_reason(created: float, expires: float | None, now: float) -> str | None:
+    """Why a signature made at ``created`` (lasting to ``expires``) is out of its window at
+    ``now``, if it is: Mastodon's window, in Unix seconds."""
     deadline = min(created + DEFAULT_LIFETIME if expires is None else expires, created + MAX_LIFETIME)
     if created > now + CLOCK_SKEW:
         return "signature date is more than 1 hour ahead"

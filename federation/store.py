@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,10 +194,19 @@ class RemoteActor:
     outbox: str | None
     key_id: str
     public_pem: str
+    # (key id, publicKeyMultibase) of its Ed25519 Multikeys (FEP-521a): all of them when
+    # read from its document, the one asked for when found by that key's id, else none.
+    multikeys: tuple[tuple[str, str], ...] = ()
 
     @property
     def delivery_inbox(self) -> str:
         return self.shared_inbox or self.inbox
+
+    def public_key(self, key_id: str) -> str | None:
+        """Its key ``key_id``: the RSA publicKeyPem or a Multikey's publicKeyMultibase."""
+        if key_id == self.key_id:
+            return self.public_pem
+        return next((key for listed, key in self.multikeys if listed == key_id), None)
 
 
 async def save_actor(db: Database, actor: RemoteActor) -> None:
@@ -213,6 +222,12 @@ async def save_actor(db: Database, actor: RemoteActor) -> None:
             (actor.id, actor.host, actor.type, actor.username, actor.inbox,
              actor.shared_inbox, actor.outbox, actor.key_id, actor.public_pem, timestamp()),
         )
+        await conn.execute("DELETE FROM remote_actor_keys WHERE actor_id = ?", (actor.id,))
+        await conn.executemany(
+            "INSERT INTO remote_actor_keys (key_id, actor_id, public_key) VALUES (?, ?, ?)"
+            " ON CONFLICT (key_id) DO UPDATE SET actor_id = excluded.actor_id,"
+            " public_key = excluded.public_key",
+            [(key_id, actor.id, key) for key_id, key in actor.multikeys])
         await conn.execute("DELETE FROM fetch_failures WHERE url = ?", (actor.id,))
 
 
@@ -530,7 +545,14 @@ async def make_inbox_due(db: Database, inbox: str) -> None:
 
 
 async def get_actor_by_key(db: Database, key_id: str) -> RemoteActor | None:
-    """The cached actor whose key is ``key_id`` (the inbox's key cache)."""
+    """The cached actor whose key is ``key_id`` (the inbox's key cache): its RSA key, else
+    one of its Multikeys (then read a second time, so an RSA key costs one read as ever)."""
     row = await db.fetchone("SELECT * FROM remote_actors WHERE key_id = ?"
                             " ORDER BY fetched_at DESC LIMIT 1", (key_id,))
-    return None if row is None else _actor(row)
+    if row is not None:
+        return _actor(row)
+    row = await db.fetchone(
+        "SELECT remote_actors.*, remote_actor_keys.public_key FROM remote_actor_keys"
+        " JOIN remote_actors ON remote_actors.id = remote_actor_keys.actor_id"
+        " WHERE remote_actor_keys.key_id = ?", (key_id,))
+    return None if row is None else replace(_actor(row), multikeys=((key_id, row["public_key"]),))

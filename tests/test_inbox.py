@@ -3,7 +3,9 @@
 Our node is `inbox` mounted in a small Starlette app (driven by TestClient);
 every other server is one uvicorn on 127.0.0.1 answering for the names
 `*.test`, which the node's fetcher resolves to 127.0.0.1. Each refusal is
-checked for its status and for an empty inbox_items table.
+checked for its status and for an empty inbox_items table. Requests are
+signed with draft-cavage, as this node sends them, or with RFC 9421
+(tests/helpers.py, `cryptography` alone), as Mastodon 4.5 and Fedify do.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,11 +40,11 @@ from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
 from federation.inbox import MAX_BODY_BYTES, inbox
-from federation.keys import generate_key, public_pem
+from federation.keys import generate_key, load_private_key, public_pem
 from federation.signatures import digest_header, sign_headers
 from node.config import Config
 from node.db import Database
-from tests.helpers import free_port, loopback_server
+from tests.helpers import content_digest, free_port, loopback_server, multikey, sign_rfc9421
 
 AP = "application/activity+json"
 AS = "https://www.w3.org/ns/activitystreams"
@@ -49,6 +53,11 @@ AS = "https://www.w3.org/ns/activitystreams"
 @cache
 def private_key(name: str) -> str:
     return generate_key()
+
+
+@cache
+def ed25519_key(name: str) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
 
 
 async def loopback_names(host: str, port: int) -> list[str]:
@@ -110,6 +119,13 @@ def actor_document(url: str, key: str, **overrides: Any) -> dict[str, Any]:
     return document
 
 
+def multikey_entry(actor: str, name: str, fragment: str = "#ed25519-key",
+                   **overrides: Any) -> dict[str, Any]:
+    """A FEP-521a assertionMethod entry for the Ed25519 key `ed25519_key(name)`."""
+    return {"id": f"{actor}{fragment}", "type": "Multikey", "controller": actor,
+            "publicKeyMultibase": multikey(ed25519_key(name).public_key()), **overrides}
+
+
 # --- our node ------------------------------------------------------------------------
 
 
@@ -164,6 +180,16 @@ class Node:
         if date is not None:
             headers["Date"] = format_datetime(date, usegmt=True)
         headers.update(sign_headers("POST", self.public_url + path, headers, body, key_id, key))
+        return body, headers
+
+    def signed_rfc9421(self, activity: dict[str, Any], key_id: str,
+                       key: str | ed25519.Ed25519PrivateKey, path: str = "/inbox",
+                       url: str | None = None, **options: Any) -> tuple[bytes, dict[str, str]]:
+        """Signed per RFC 9421 for ``url`` (this node's ``path`` unless given)."""
+        body = json.dumps(activity).encode()
+        headers = {"content-type": AP}
+        headers |= sign_rfc9421("POST", url or self.public_url + path, headers, body, key_id,
+                                key, **options)
         return body, headers
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -628,3 +654,208 @@ def test_ld_json_with_the_activitystreams_profile_is_accepted(node: Node, alice:
 ])
 def test_malformed_activity_is_400(node: Node, body: bytes) -> None:
     refused(node.post("/inbox", body, {"Content-Type": AP}), 400, node)
+
+
+# --- RFC 9421 and the signed host ----------------------------------------------------
+
+
+@pytest.fixture
+def carol(node: Node, remote: Remote) -> str:
+    """An actor on a followed peer with an RSA key and an Ed25519 Multikey (FEP-521a)."""
+    url = remote.url("peer.test", "/users/carol")
+    remote.serve(actor_document(url, private_key("carol"),
+                                assertionMethod=[multikey_entry(url, "carol")]))
+    node.follows(url)
+    return url
+
+
+def test_rfc9421_rsa_signed_create_from_a_followed_peer_is_stored(node: Node, alice: str,
+                                                                  remote: Remote) -> None:
+    activity = create(alice)
+    response = node.post("/inbox", *node.signed_rfc9421(activity, f"{alice}#main-key",
+                                                        private_key("alice")))
+    assert response.status_code == 202, response.text
+    row = node.call(node.db.fetchone, "SELECT activity_id, actor, host, body FROM inbox_items")
+    assert tuple(row[:3]) == (activity["id"], alice, f"peer.test:{remote.port}")
+    assert json.loads(row[3]) == activity
+
+
+def test_rfc9421_ed25519_signed_create_from_a_multikey_actor_is_stored(node: Node, carol: str,
+                                                                      remote: Remote) -> None:
+    activity = create(carol)
+    body, headers = node.signed_rfc9421(activity, f"{carol}#ed25519-key", ed25519_key("carol"))
+    assert 'alg="ed25519"' in headers["signature-input"]
+    response = node.post("/inbox", body, headers)
+    assert response.status_code == 202, response.text
+    assert node.stored() == [activity["id"]]
+    keys = node.call(node.db.fetchall, "SELECT key_id, actor_id FROM remote_actor_keys")
+    assert [tuple(k) for k in keys] == [(f"{carol}#ed25519-key", carol)]
+    # the key cache in the database answers the next one without a fetch
+    time.sleep(admission.TTL + 0.1)
+    response = node.post("/inbox", *node.signed_rfc9421(create(carol, 2), f"{carol}#ed25519-key",
+                                                        ed25519_key("carol"), alg=None))
+    assert response.status_code == 202, response.text
+    assert remote.hits[carol] == 1
+
+
+def test_the_same_actor_may_sign_with_cavage_and_rsa_and_ed25519_rfc9421(node: Node,
+                                                                         carol: str) -> None:
+    assert node.deliver(create(carol, 1), f"{carol}#main-key",
+                        private_key("carol")).status_code == 202
+    assert node.post("/inbox", *node.signed_rfc9421(create(carol, 2), f"{carol}#main-key",
+                                                    private_key("carol"))).status_code == 202
+    assert node.post("/inbox", *node.signed_rfc9421(create(carol, 3), f"{carol}#ed25519-key",
+                                                    ed25519_key("carol"))).status_code == 202
+    assert len(node.stored()) == 3
+
+
+def test_a_bare_multikey_document_whose_controller_lists_it_is_accepted(node: Node,
+                                                                       remote: Remote) -> None:
+    actor = remote.url("peer.test", "/users/dora")
+    key_id = remote.url("peer.test", "/keys/dora-ed25519")
+    entry = multikey_entry(actor, "dora") | {"id": key_id}
+    remote.serve(actor_document(actor, private_key("dora"), assertionMethod=[entry]))
+    remote.serve({"@context": "https://w3id.org/security/multikey/v1", **entry})
+    node.follows(actor)
+    response = node.post("/inbox", *node.signed_rfc9421(create(actor), key_id, ed25519_key("dora")))
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize("entry", [
+    {"controller": "http://peer.test/users/other"},
+    {"type": "Ed25519VerificationKey2020"},
+    {"publicKeyMultibase": "zNotAKey"},
+    {"id": "http://elsewhere.test/keys/1"},
+])
+def test_a_multikey_not_controlled_by_the_actor_or_unusable_is_401(node: Node, remote: Remote,
+                                                                  entry: dict[str, Any]) -> None:
+    actor = remote.url("peer.test", "/users/erik")
+    listed = multikey_entry(actor, "erik") | entry
+    remote.serve(actor_document(actor, private_key("erik"), assertionMethod=[listed]))
+    node.follows(actor)
+    response = node.post("/inbox", *node.signed_rfc9421(create(actor), f"{actor}#ed25519-key",
+                                                        ed25519_key("erik")))
+    refused(response, 401, node, "as its key")
+    assert node.call(node.db.fetchall, "SELECT * FROM remote_actor_keys") == []
+
+
+def test_rfc9421_activity_actor_other_than_the_multikey_controller_is_403(
+        node: Node, alice: str, carol: str) -> None:
+    response = node.post("/inbox", *node.signed_rfc9421(create(alice), f"{carol}#ed25519-key",
+                                                        ed25519_key("carol")))
+    refused(response, 403, node, "owner is not the activity's actor")
+
+
+def test_a_cavage_signature_naming_a_multikey_is_401(node: Node, carol: str) -> None:
+    refused(node.deliver(create(carol), f"{carol}#ed25519-key", private_key("carol")), 401, node,
+            "unusable public key")
+
+
+def test_rfc9421_signature_by_another_key_is_401(node: Node, carol: str) -> None:
+    response = node.post("/inbox", *node.signed_rfc9421(create(carol), f"{carol}#ed25519-key",
+                                                        ed25519_key("mallory")))
+    refused(response, 401, node, "signature does not match")
+
+
+def test_rfc9421_tampered_body_is_401(node: Node, carol: str) -> None:
+    body, headers = node.signed_rfc9421(create(carol), f"{carol}#ed25519-key",
+                                        ed25519_key("carol"))
+    tampered = body.replace(b"Tea and talk", b"Pay me here")
+    refused(node.post("/inbox", tampered, headers), 401, node, "Content-Digest does not match")
+    refused(node.post("/inbox", tampered, headers | {"content-digest": content_digest(tampered)}),
+            401, node, "signature does not match")
+
+
+def test_rfc9421_without_content_digest_covered_is_401(node: Node, carol: str) -> None:
+    body, headers = node.signed_rfc9421(create(carol), f"{carol}#ed25519-key",
+                                        ed25519_key("carol"),
+                                        components=("@method", "@target-uri", "date"))
+    refused(node.post("/inbox", body, headers), 401, node, "content-digest is not covered")
+
+
+def test_rfc9421_rotated_multikey_is_refetched_once_and_then_verifies(
+        node: Node, carol: str, remote: Remote, monkeypatch) -> None:
+    monkeypatch.setattr(actors, "REFRESH_INTERVAL", timedelta(0))
+    key_id = f"{carol}#ed25519-key"
+    assert node.post("/inbox", *node.signed_rfc9421(create(carol, 1), key_id,
+                                                    ed25519_key("carol"))).status_code == 202
+    remote.serve(actor_document(carol, private_key("carol"),
+                                assertionMethod=[multikey_entry(carol, "carol-rotated")]))
+    time.sleep(admission.TTL + 0.1)
+    response = node.post("/inbox", *node.signed_rfc9421(create(carol, 2), key_id,
+                                                        ed25519_key("carol-rotated")))
+    assert response.status_code == 202, response.text
+    assert remote.hits[carol] == 2
+
+
+@pytest.mark.parametrize("signature_input", [
+    'sig1=("@method" "@target-uri"',
+    'sig1=("@method" "@target-uri");keyid="http://peer.test/users/carol#ed25519-key"',
+    "x" * 10_000,
+    "sig1=()" + ", s=()" * 20,
+])
+def test_rfc9421_malformed_signature_input_is_401_before_any_fetch(
+        node: Node, carol: str, remote: Remote, signature_input: str) -> None:
+    body, headers = node.signed_rfc9421(create(carol), f"{carol}#ed25519-key",
+                                        ed25519_key("carol"))
+    response = node.post("/inbox", body, headers | {"signature-input": signature_input})
+    refused(response, 401, node)
+    assert remote.hits[carol] == 0
+
+
+def test_cavage_signed_for_another_host_is_401_and_nothing_is_stored(node: Node, alice: str,
+                                                                    remote: Remote) -> None:
+    body = json.dumps(create(alice)).encode()
+    elsewhere = remote.url("elsewhere.test", "/inbox")
+    headers = {"Content-Type": AP}
+    headers.update(sign_headers("POST", elsewhere, headers, body, f"{alice}#main-key",
+                                private_key("alice")))
+    assert headers["Host"] == f"elsewhere.test:{remote.port}"
+    refused(node.post("/inbox", body, headers), 401, node, "signature is for another host")
+
+
+def test_cavage_signed_for_our_host_on_another_port_is_401(node: Node, alice: str,
+                                                          remote: Remote) -> None:
+    body = json.dumps(create(alice)).encode()
+    headers = {"Content-Type": AP}
+    headers.update(sign_headers("POST", f"http://ours.test:{remote.port + 1}/inbox", headers,
+                                body, f"{alice}#main-key", private_key("alice")))
+    refused(node.post("/inbox", body, headers), 401, node, "signature is for another host")
+
+
+def test_cavage_host_in_another_case_is_our_host(node: Node, alice: str, remote: Remote) -> None:
+    body = json.dumps(create(alice)).encode()
+    headers = {"Content-Type": AP, "Host": f"OURS.Test:{remote.port}"}
+    headers.update(sign_headers("POST", f"{node.public_url}/inbox", headers, body,
+                                f"{alice}#main-key", private_key("alice")))
+    assert node.post("/inbox", body, headers).status_code == 202
+
+
+def test_cavage_post_that_does_not_sign_host_is_401(node: Node, alice: str) -> None:
+    body = json.dumps(create(alice)).encode()
+    names = ["(request-target)", "date", "digest"]
+    values = {"(request-target)": "post /inbox",
+              "date": format_datetime(datetime.now(UTC), usegmt=True),
+              "digest": digest_header(body)}
+    message = "\n".join(f"{name}: {values[name]}" for name in names).encode()
+    raw = load_private_key(private_key("alice")).sign(message, padding.PKCS1v15(),
+                                                      hashes.SHA256())
+    headers = {"Content-Type": AP, "Date": values["date"], "Digest": values["digest"],
+               "Signature": f'keyId="{alice}#main-key",algorithm="rsa-sha256",'
+                            f'headers="{" ".join(names)}",'
+                            f'signature="{base64.b64encode(raw).decode()}"'}
+    refused(node.post("/inbox", body, headers), 401, node, "host is not signed")
+
+
+@pytest.mark.parametrize("key", ["rsa", "ed25519"])
+def test_rfc9421_signed_for_another_host_is_401_and_nothing_is_stored(node: Node, carol: str,
+                                                                     remote: Remote,
+                                                                     key: str) -> None:
+    key_id, signer = ((f"{carol}#main-key", private_key("carol")) if key == "rsa"
+                      else (f"{carol}#ed25519-key", ed25519_key("carol")))
+    body, headers = node.signed_rfc9421(create(carol), key_id, signer,
+                                        url=remote.url("elsewhere.test", "/inbox"))
+    refused(node.post("/inbox", body, headers), 401, node, "signature is for another host")
+    # the same request with our Host put in no longer matches its signed target URI
+    refused(node.post("/inbox", body, headers | {"host": f"ours.test:{remote.port}"}), 401, node,
+            "signature does not match")

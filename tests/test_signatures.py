@@ -412,6 +412,66 @@ def test_unsigned_request_is_refused():
         check(result)
 
 
+# The signed host is this node's (when the caller names its origin)
+
+
+def verify_for(request: dict, origin: str):
+    return verify_request(request["method"], request["path"], request["query"],
+                          request["headers"], request["body"], PUBLIC, now=NOW, origin=origin)
+
+
+@pytest.mark.parametrize("origin,host", [
+    ("https://b.example", None),
+    ("https://b.example/", "B.Example"),
+    ("https://b.example", "b.example:443"),
+    ("http://b.example", "b.example:80"),
+    ("https://b.example:8443", "b.example:8443"),
+    ("http://127.0.0.2:8000", "127.0.0.2:8000"),
+    ("http://[::1]:8000", "[0:0::1]:8000"),
+])
+def test_a_post_signed_for_this_nodes_host_has_the_host_fact(origin, host):
+    result = verify_for(signed_post(**({"Host": host} if host else {})), origin)
+    assert result.host_matches is True
+    check(result)
+
+
+@pytest.mark.parametrize("origin,host", [
+    ("https://c.example", None),
+    ("https://b.example:8443", None),
+    ("https://b.example", "b.example:8443"),
+    ("http://b.example", "b.example:443"),
+    ("https://b.example", "b.example.c.example"),
+    ("https://b.example", "c.example@b.example"),
+    ("https://b.example", "b.example/"),
+    ("https://b.example", "b.example:"),
+])
+def test_a_post_signed_for_another_host_is_refused(origin, host):
+    result = verify_for(signed_post(**({"Host": host} if host is not None else {})), origin)
+    assert result.signature_valid and result.host_matches is False
+    assert result.reason == "signature is for another host"
+    with pytest.raises(SignatureError, match="another host"):
+        check(result)
+
+
+def test_a_post_that_does_not_sign_host_is_refused_when_the_origin_is_known():
+    names = ["(request-target)", "date", "digest", "content-type"]
+    request = {"method": "POST", "path": "/inbox", "query": None, "body": BODY,
+               "headers": httpsig_signed(names, plain_post_headers())}
+    assert verify(request).host_matches is None  # no origin: no host fact
+    check(verify(request))
+    result = verify_for(request, "https://b.example")
+    assert result.signature_valid and result.host_matches is False
+    assert result.reason == "host is not signed"
+
+
+def test_a_host_rewritten_after_signing_fails_the_signature_first():
+    request = signed_post()
+    request["headers"]["host"] = "c.example"
+    result = verify_for(request, "https://c.example")
+    assert result.host_matches and not result.signature_valid
+    assert verify_for(request, "https://b.example").reason == "signature does not match"
+
+
 # Digest header forms
 
 
