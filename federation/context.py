@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from federation.admission import Admission
 from federation.documents import Urls
@@ -27,3 +28,6 @@ class Federation:
     arrived_at: float = 0.0
     # The node actor's signer, made once: its key never changes while the node runs.
     node_signer: SignedAuth | None = None
+    # A federated copy its origin has not confirmed for this long is stale; for this, retired.
+    listing_stale_after: timedelta = timedelta(days=7)
+    listing_retire_after: timedelta = timedelta(days=30)

@@ -62,6 +62,7 @@ EXTENSION_CONTEXT: dict[str, Any] = {
     "area": "grassroots:area",
     "joinPolicy": "grassroots:joinPolicy",
     "agreements": "grassroots:agreements",
+    "contact": "grassroots:contact",
     "languages": {"@id": "grassroots:languages", "@container": "@set"},
 }
 CONTEXT: list[Any] = [AS_CONTEXT, SECURITY_CONTEXT, EXTENSION_CONTEXT]
@@ -141,7 +142,9 @@ def group_actor(urls: Urls, group: Group, public_pem: str) -> dict[str, Any]:
         "type": "Group",
         "preferredUsername": group.slug,
         "name": group.name,
-        "summary": str(render_markdown(group.summary + "\n\n" + group.description)),
+        "summary": f"<p>{html.escape(group.summary)}</p>",
+        "content": str(render_markdown(group.description)),
+        "source": markdown_source(group.description),
         "url": actor,
         "inbox": f"{actor}/inbox",
         "outbox": f"{actor}/outbox",
@@ -162,11 +165,17 @@ def group_actor(urls: Urls, group: Group, public_pem: str) -> dict[str, Any]:
         "format": group.format.value,
         "area": group.area,
         "joinPolicy": group.join_policy.value,
-        "agreements": str(render_markdown(group.agreements)),
+        "agreements": group.agreements,
+        "contact": group.contact,
     }
     if group.area or group.address:
         document["location"] = place(group.area, group.address, group.area)
     return document
+
+
+def markdown_source(text: str) -> dict[str, str]:
+    """The Markdown a text was written in (ActivityPub's ``source``), beside its HTML."""
+    return {"content": text, "mediaType": "text/markdown"}
 
 
 def hashtag(urls: Urls, topic: str) -> dict[str, str]:
@@ -175,6 +184,7 @@ def hashtag(urls: Urls, topic: str) -> dict[str, str]:
 
 
 def place(name: str, street: str, locality: str) -> dict[str, Any]:
+    """A ``Place`` as Mobilizon reads it; with no name of its own, it is named by its street."""
     return {
         "type": "Place",
         "name": name or street,
@@ -195,7 +205,7 @@ def recurrence(event: Event, changes: list[OccurrenceChange]) -> dict[str, Any]:
         "moved": [
             {"original": c.original_start.strftime("%Y-%m-%dT%H:%M"),
              "start": c.starts_at.strftime("%Y-%m-%dT%H:%M"),
-             "durationMinutes": c.duration_minutes or event.duration_minutes}
+             "durationMinutes": c.duration_minutes}  # null: the series' own
             for c in changes if not c.cancelled and c.starts_at is not None
         ],
     }
@@ -225,6 +235,7 @@ def event_object(
         "name": event.title,
         "content": str(render_markdown(event.description)),
         "mediaType": "text/html",
+        "source": markdown_source(event.description),
         "startTime": iso(start),
         "timezone": event.timezone,
         "isOnline": event.format is Format.ONLINE,
@@ -249,7 +260,7 @@ def event_object(
     }
     if end is not None:
         document["endTime"] = iso(end)
-    if event.format is not Format.ONLINE and (event.place or event.address):
+    if event.place or event.address:
         document["location"] = place(event.place, event.address, group.area)
     if event.capacity is not None:
         document["maximumAttendeeCapacity"] = event.capacity
@@ -258,14 +269,20 @@ def event_object(
 
 
 def note_id(event_id: str) -> str:
-    return f"{event_id}#note"
+    """The meeting's Note has a URL of its own, so fetching its id returns the Note."""
+    return f"{event_id}/note"
 
 
 def meeting_note(event: dict[str, Any]) -> dict[str, Any]:
-    """A short post announcing a meeting, the form Mastodon timelines show."""
+    """The one post a microblog follower sees of a meeting, in the form Mastodon shows.
+
+    It is created, updated (new time, cancellation) and deleted with the meeting;
+    ``updated`` moves on with every change, as Mastodon requires to apply an edit.
+    """
     start = datetime.fromisoformat(event["startTime"])
     when = f"{start:%a} {start.day} {start:%b %Y, %H:%M} ({event['timezone']})"
-    content = (f'<p>New meeting: <a href="{html.escape(event["url"])}">'
+    heading = "Cancelled" if event.get("ical:status") == "CANCELLED" else "Meeting"
+    content = (f'<p>{heading}: <a href="{html.escape(event["url"])}">'
                f'{html.escape(event["name"])}</a><br>{html.escape(when)}</p>')
     return {
         "id": note_id(event["id"]),
@@ -276,6 +293,7 @@ def meeting_note(event: dict[str, Any]) -> dict[str, Any]:
         "to": event["to"],
         "cc": event["cc"],
         "published": event["published"],
+        "updated": event["updated"],
         "tag": event["tag"],
     }
 

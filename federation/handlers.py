@@ -141,21 +141,23 @@ async def on_undo(fed: Federation, act: dict[str, Any], sender: str, host: str) 
 
 
 # Listings ------------------------------------------------------------------------
+#
+# Only an object's owner speaks for it: a group for itself, a meeting's group
+# (its attributedTo) for the meeting, as recorded when the copy was first stored.
+# An object in an activity from anyone else (an Announce, another actor on the
+# same host) is never taken as given: it is fetched from its origin, and a
+# Delete from anyone else is applied only when the origin says the object is gone.
 
-async def _object(fed: Federation, obj: Any, host: str) -> dict[str, Any]:
-    """The object itself, fetched from its origin when given by id."""
-    object_id = first_id(obj)
-    if object_id is None or host_of(object_id) != host:
-        raise Ignored("object is not on the sender's host")
-    if isinstance(obj, dict) and obj.get("type") not in (None, "Link"):
-        return obj
+async def fetch_current(fed: Federation, object_id: str) -> dict[str, Any] | None:
+    """The object as its origin serves it now; None when the origin says it is gone."""
     try:
-        fetched = await fed.fetcher.get_json(object_id, auth=await node_auth(fed))
+        return (await fed.fetcher.get_json(object_id, auth=await node_auth(fed))).document
     except FetchError as e:
+        if isinstance(e, BadStatus) and e.status in (404, 410):
+            return None
         if transient(e):
             raise  # the origin may be down for a while: the runner retries later
         raise Ignored(f"object could not be fetched: {e.reason}") from e
-    return fetched.document
 
 
 def transient(error: FetchError) -> bool:
@@ -167,6 +169,11 @@ def transient(error: FetchError) -> bool:
         ("scheme", "invalid", "credentials", "URL", "port", "JSON", "not ", "HTTP", "content"))
 
 
+def owner_of(obj: dict[str, Any]) -> str | None:
+    """Who speaks for an object: a Group for itself, anything else its attributedTo."""
+    return obj.get("id") if obj.get("type") == "Group" else first_id(obj.get("attributedTo"))
+
+
 async def _following(fed: Federation, host: str) -> None:
     peer = await store.get_peer(fed.db, host)
     if peer is None or peer.following != "accepted":
@@ -174,23 +181,46 @@ async def _following(fed: Federation, host: str) -> None:
 
 
 async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    """A Create or Update: taken as sent from the owner, fetched from its origin otherwise."""
     await _following(fed, host)
-    obj = await _object(fed, act.get("object"), host)
-    if AS_PUBLIC not in _audience(obj) and obj.get("type") == "Event":
-        raise Ignored("only public meetings are listed")
+    obj = act.get("object")
+    object_id = first_id(obj)
+    if object_id is None or host_of(object_id) != host:
+        raise Ignored("object is not on the sender's host")
+    if not (isinstance(obj, dict) and obj.get("type") not in (None, "Link")
+            and owner_of(obj) == sender):
+        obj = await fetch_current(fed, object_id)
+        if obj is None:
+            raise Ignored("the origin no longer has the object")
+    await store_listing(fed, obj, host)
+
+
+async def store_listing(fed: Federation, obj: dict[str, Any], host: str) -> None:
+    """Store the owner's own word on a group or meeting; a meeting no longer public goes."""
     if obj.get("type") == "Group":
         await _upsert_group(fed, obj, host)
     elif obj.get("type") == "Event":
         group_id = first_id(obj.get("attributedTo"))
         if host_of(group_id) != host:
             raise Ignored("meeting attributed to a group on another host")
+        if await remote.owner_of(fed.db, obj["id"]) not in (None, group_id):
+            raise Ignored("the meeting belongs to another group")
+        if AS_PUBLIC not in _audience(obj):  # audience narrows only by the owner's word
+            await remote.delete_remote(fed.db, obj["id"], host)
+            raise Ignored("only public meetings are listed")
         local_group = await remote.remote_group_id(fed.db, group_id)
         if local_group is None:
-            local_group = await _upsert_group(fed, await _object(fed, group_id, host), host)
+            group = await fetch_current(fed, group_id)
+            if group is None:
+                raise Ignored("the meeting's group is gone")
+            local_group = await _upsert_group(fed, group, host)
         draft, changes, cancelled = parse_event(obj)
-        await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
-                                         url=page_url(obj, host),
-                                         draft=draft, changes=changes, cancelled=cancelled)
+        try:
+            await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
+                                             url=page_url(obj, host), draft=draft,
+                                             changes=changes, cancelled=cancelled)
+        except remote.NotOwner as e:
+            raise Ignored(str(e)) from e
     else:
         raise Ignored(f"{obj.get('type')} objects are not listed")
 
@@ -213,28 +243,43 @@ def _audience(obj: dict[str, Any]) -> list[str]:
 
 async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str) -> int:
     username, draft = parse_group(obj)
-    return await remote.upsert_remote_group(
-        fed.db, origin=host, ap_id=obj["id"], url=page_url(obj, host),
-        username=username, draft=draft)
+    try:
+        return await remote.upsert_remote_group(
+            fed.db, origin=host, ap_id=obj["id"], url=page_url(obj, host),
+            username=username, draft=draft)
+    except remote.NotOwner as e:
+        raise Ignored(str(e)) from e
 
 
 async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+    """The owner's Delete removes its copy; anyone else's only once the origin agrees."""
     object_id = first_id(act.get("object"))
     if object_id is None or host_of(object_id) != host:
         raise Ignored("delete of an object on another host")
-    if not await remote.delete_remote(fed.db, object_id, host):
+    owner = await remote.owner_of(fed.db, object_id)
+    if owner is None:
         raise Ignored("nothing listed with that id")
+    if owner != sender and await fetch_current(fed, object_id) is not None:
+        raise Ignored("a Delete from someone who does not own the object")
+    await remote.delete_remote(fed.db, object_id, host)
 
 
 async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
-    """A group sharing its own activity (FEP-1b12): apply the inner activity."""
+    """A shared object or activity (FEP-1b12) only points at an object: what is stored is
+    what its origin serves, never the Announce's copy or addressing."""
+    await _following(fed, host)
     inner = act.get("object")
-    if isinstance(inner, dict) and inner.get("type") in ("Create", "Update", "Delete"):
-        if host_of(first_id(inner)) != host or host_of(first_id(inner.get("actor"))) != host:
-            raise Ignored("announced activity from another host")
-        await HANDLERS[inner["type"]](fed, inner, first_id(inner.get("actor")), host)
+    target = inner.get("object") if isinstance(inner, dict) and inner.get("type") in (
+        "Create", "Update", "Delete") else inner
+    object_id = first_id(target)
+    if object_id is None or host_of(object_id) != host:
+        raise Ignored("announced object from another host")
+    obj = await fetch_current(fed, object_id)
+    if obj is None:
+        if await remote.owner_of(fed.db, object_id) is not None:
+            await remote.delete_remote(fed.db, object_id, host)
         return
-    await on_upsert(fed, {"type": "Create", "object": inner}, sender, host)
+    await store_listing(fed, obj, host)
 
 
 async def on_flag(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:

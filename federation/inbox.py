@@ -46,6 +46,8 @@ ACTIVITY_MEDIA_TYPES = frozenset({"application/activity+json", "application/ld+j
 # origin by the handler; an Accept's or Reject's is our own Follow, matched to our record.
 _FOREIGN_OBJECT_TYPES = frozenset({"Announce", "Accept", "Reject"})
 _KNOWN_ACTOR_TYPES = frozenset({"Undo", "Delete"})
+# Only an object's owner changes it: never one of this node's own, from outside.
+_CHANGING_TYPES = frozenset({"Create", "Update", "Delete"})
 _FOLLOWING = frozenset({"requested", "accepted"})
 _FOLLOWER = frozenset({"approved"})
 # Answers are short plain text, never a page: no other security header applies.
@@ -163,6 +165,9 @@ def _check_origin(activity: dict[str, Any], local_host: str) -> str:
             if isinstance(item, dict) and "id" in item \
                     and not _on_host(item["id"], actor_host, prefix, "object id"):
                 raise Refused(403, "embedded object is not on the actor's host")
+            if isinstance(item, str) and activity["type"] in _CHANGING_TYPES \
+                    and _is_on(item, local_host):
+                raise Refused(403, "the object lives on this node; only it changes it")
     return actor_host
 
 
@@ -171,6 +176,13 @@ def _host(url: Any, name: str) -> str:
         return url_host(url)
     except ValueError:
         raise Refused(400, f"{name} is not an http(s) URL") from None
+
+
+def _is_on(url: str, host: str) -> bool:
+    try:
+        return url_host(url) == host
+    except ValueError:  # not a URL at all: not one of ours either
+        return False
 
 
 def _on_host(url: Any, host: str, prefix: str | None, name: str) -> bool:

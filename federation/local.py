@@ -24,7 +24,9 @@ async def actor_url(fed: Federation, owner: str) -> str | None:
     if owner == NODE:
         return fed.urls.node_actor
     group = await get_group_by_id(fed.db, int(owner.removeprefix("group:")))
-    return fed.urls.group(group.slug) if group is not None else None
+    if group is not None:
+        return fed.urls.group(group.slug)
+    return await store.actor_of(fed.db, owner)  # a deleted group still signs its Delete
 
 
 async def key_id_for(fed: Federation, owner: str) -> str:

@@ -66,20 +66,34 @@ def _enum(value: Any, enum: type, default: Any) -> Any:
         return default
 
 
-def _place(document: dict[str, Any]) -> tuple[str, str]:
+def _place(document: dict[str, Any]) -> tuple[str, str, str]:
+    """(name, street, locality) of a document's ``location``."""
     location = document.get("location")
     if isinstance(location, list):
         location = location[0] if location else None
     if not isinstance(location, dict):
-        return "", ""
+        return "", "", ""
     address = location.get("address")
-    street = ""
+    street = locality = ""
     if isinstance(address, dict):
-        street = ", ".join(p for p in (plain_text(address.get("streetAddress"), 200),
-                                       plain_text(address.get("addressLocality"), 100)) if p)
+        street = plain_text(address.get("streetAddress"), 300)
+        locality = plain_text(address.get("addressLocality"), 120)
     elif isinstance(address, str):
         street = plain_text(address, 300)
-    return plain_text(location.get("name"), 120), street
+    return plain_text(location.get("name"), 200), street, locality
+
+
+def _markdown(document: dict[str, Any], limit: int, fallback: str = "content") -> str:
+    """The text of ``content``: its Markdown ``source`` when given, else the HTML of
+    ``content`` (or of ``fallback`` when that is empty) as text.
+
+    Either way it is stored as plain text (no markup, no entities), as all remote text is.
+    """
+    source = document.get("source")
+    if isinstance(source, dict) and source.get("mediaType") == "text/markdown" \
+            and isinstance(source.get("content"), str):
+        return plain_text(source["content"], limit)
+    return plain_text(document.get("content") or document.get(fallback), limit)
 
 
 def _topics(document: dict[str, Any]) -> tuple[str, ...]:
@@ -101,26 +115,34 @@ def parse_group(document: dict[str, Any]) -> tuple[str, GroupDraft]:
         raise ObjectError("preferredUsername is missing or not a plain name")
     name = plain_text(document.get("name"), 120) or username
     summary = plain_text(document.get("summary"), 280).split("\n", 1)[0]
-    place, street = _place(document)
+    place, street, locality = _place(document)
     languages = _strings(document.get("languages"), LANGUAGE_TAG) or ("und",)
     return username, GroupDraft(
         name=name,
         summary=summary,
-        description=plain_text(document.get("content") or document.get("summary"), 20000),
+        description=_markdown(document, 20000, fallback="summary"),
         agreements=plain_text(document.get("agreements"), 10000),
         visibility=Visibility.PUBLIC,
         join_policy=_enum(document.get("joinPolicy"), JoinPolicy, JoinPolicy.OPEN),
         format=_enum(document.get("format"), Format, Format.IN_PERSON),
         cost=_enum(document.get("cost"), Cost, Cost.FREE),
-        area=plain_text(document.get("area"), 120) or place,
+        area=plain_text(document["area"], 120) if "area" in document else
+        locality or place[:120],
         address=street,
-        contact="",
+        contact=plain_text(document.get("contact"), 200),
         topics=_topics(document),
         languages=languages,
-        accessibility=tuple(a for a in _strings(document.get("accessibility"), TAG)
-                            if a in ACCESSIBILITY),
+        accessibility=_accessibility(document),
         audiences=_strings(document.get("audiences"), TAG),
     )
+
+
+def _accessibility(document: dict[str, Any]) -> tuple[str, ...]:
+    """Keys of the fixed vocabulary (``step_free``...); anything else is dropped."""
+    value = document.get("accessibility")
+    found = [v for v in value if isinstance(v, str) and v in ACCESSIBILITY] \
+        if isinstance(value, list) else []
+    return tuple(dict.fromkeys(found))
 
 
 def _local(value: Any, field: str) -> datetime:
@@ -188,18 +210,20 @@ def parse_event(document: dict[str, Any]) -> tuple[EventDraft, list[OccurrenceCh
     if not isinstance(duration, int) or not 0 < duration <= 24 * 60:
         duration = 60
     capacity = document.get("maximumAttendeeCapacity")
-    place, street = _place(document)
+    place, street, locality = _place(document)
+    if "format" not in document and locality:  # ours name the group's area there instead
+        street = ", ".join(p for p in (street, locality) if p)
     event_format = _enum(document.get("format"), Format,
                          Format.ONLINE if document.get("isOnline") is True else Format.IN_PERSON)
     draft = EventDraft(
         title=title,
-        description=plain_text(document.get("content"), 20000),
+        description=_markdown(document, 20000),
         starts_at=starts_at.replace(second=0, microsecond=0),
         duration_minutes=duration,
         timezone=timezone,
         rrule=rrule,
         format=event_format,
-        place=place,
+        place="" if place == street else place,  # a Place with no name is named by its street
         address=street,
         online_url="",  # never carried between nodes
         capacity=capacity if isinstance(capacity, int) and 0 < capacity < 100000 else None,

@@ -4,8 +4,10 @@ The node records each change of a local group or meeting in
 ``listing_changes`` (in the same transaction). Here each change becomes,
 from the object's current state: a Create (first time public), an Update
 (already published) or a Delete (gone, or no longer public), stored with
-one delivery per follower inbox in one write. Followers of a group on other
-software also get the group's Announce of the activity (FEP-1b12).
+one delivery per follower inbox in one write. Peer nodes get the Group and
+Event; a group's own followers (Mastodon and other microblogs) get the group
+and one Note per meeting, created, updated and deleted with it. A Delete goes
+to every inbox that was ever sent the object, followers or not.
 """
 from __future__ import annotations
 
@@ -56,21 +58,16 @@ def _addressed(fed: Federation, kind: str, actor: str, obj: Any) -> dict[str, An
                         timespec="seconds"))
 
 
-def _with_announce(fed: Federation, actor: str, act: dict[str, Any], peers: list[str],
+def _meeting_sends(fed: Federation, actor: str, act: dict[str, Any], peers: list[str],
                    group_followers: list[str]) -> list[Send]:
-    """The activity for everyone; for the group's own followers also its Announce
-    (FEP-1b12) and, for a new or deleted meeting, the Note Mastodon shows."""
-    sends: list[Send] = [(act, peers + group_followers)]
-    if not group_followers:
-        return sends
-    sends.append((_addressed(fed, "Announce", actor, act), group_followers))
+    """The Event activity for peer nodes; the same change of its Note for the group's
+    followers, so a microblog shows each meeting once, with its current time."""
     obj = act["object"]
-    if act["type"] == "Create":
-        sends.append((_addressed(fed, "Create", actor, meeting_note(obj)), group_followers))
-    elif act["type"] == "Delete":
-        sends.append((_addressed(fed, "Delete", actor,
-                                 {"id": note_id(obj["id"]), "type": "Tombstone"}),
-                      group_followers))
+    note = {"id": note_id(obj["id"]), "type": "Tombstone"} if act["type"] == "Delete" \
+        else meeting_note(obj)
+    sends: list[Send] = [(act, peers)]
+    if group_followers:
+        sends.append((_addressed(fed, act["type"], actor, note), group_followers))
     return sends
 
 
@@ -88,7 +85,8 @@ async def _group_change(fed: Federation, group_id: int):
     if published:
         ap_id = published[0]
         act = _addressed(fed, "Delete", ap_id, {"id": ap_id, "type": "Tombstone"})
-        return [(act, peers + group_followers)], owner, None
+        everyone = peers + group_followers + await store.audience_of(fed.db, owner)
+        return [(act, everyone)], owner, None
     return [], owner, None
 
 
@@ -117,11 +115,11 @@ async def _event_change(fed: Federation, event_id: int):
         actor = fed.urls.group(group.slug)
         act = _addressed(fed, "Update" if published else "Create", actor, document)
         peers, group_followers = await _followers(fed, group.id)
-        return (_with_announce(fed, actor, act, peers, group_followers), owner,
+        return (_meeting_sends(fed, actor, act, peers, group_followers), owner,
                 (document["id"], owner))
     if published and group is not None and group.is_local:
         actor = fed.urls.group(group.slug)
         act = _addressed(fed, "Delete", actor, {"id": published[0], "type": "Tombstone"})
         peers, group_followers = await _followers(fed, group.id)
-        return _with_announce(fed, actor, act, peers, group_followers), owner, None
+        return _meeting_sends(fed, actor, act, peers, group_followers), owner, None
     return [], owner, None

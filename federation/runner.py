@@ -1,4 +1,5 @@
-"""The background work of a running node: apply inbox, publish changes, deliver.
+"""The background work of a running node: apply inbox, publish changes, deliver,
+recheck quiet federated copies.
 
 Each loop works on rows with states in SQLite, so a crash or restart at any
 point leaves work that is simply picked up again: a starting runner first
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from federation import store
 from federation.context import Federation
 from federation.delivery import DeliveryWorker
+from federation.freshness import refresh_listings
 from federation.handlers import apply
 from federation.local import key_id_for
 from federation.publisher import publish_pending
@@ -29,6 +31,7 @@ INBOX_ATTEMPTS = 8
 STOP_GRACE_SECONDS = 10.0
 BUSY_SECONDS = 0.5       # the inbox is busy when it accepted something this recently
 BUSY_APPLY_SHARE = 0.1
+FRESHNESS_SECONDS = 60.0  # how often quiet federated copies are looked for
 
 
 async def process_inbox(fed: Federation, stopping: asyncio.Event | None = None) -> int:
@@ -39,6 +42,7 @@ async def process_inbox(fed: Federation, stopping: asyncio.Event | None = None) 
     """
     loop = asyncio.get_running_loop()
     items = await store.claim_inbox_items(fed.db)
+    await store.note_inbound(fed.db, {item.host for item in items})
     for item in items:
         if stopping is not None and stopping.is_set():
             break  # the rest stay claimed until the runner releases them
@@ -91,6 +95,22 @@ async def _loop(name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Eve
             wake.clear()
 
 
+def _at_most_every(seconds: float, step: Callable[[], Awaitable[int]]
+                   ) -> Callable[[], Awaitable[int]]:
+    """``step`` run again at once while it finds work, otherwise once per ``seconds``."""
+    last = -seconds
+
+    async def gated() -> int:
+        nonlocal last
+        loop = asyncio.get_running_loop()
+        if loop.time() - last < seconds:
+            return 0
+        busy = await step()
+        last = -seconds if busy else loop.time()
+        return busy
+    return gated
+
+
 async def start(fed: Federation) -> Runner:
     # Claims still held were a previous process's: it is gone (one process per data dir).
     await store.release_leases(fed.db)
@@ -100,6 +120,8 @@ async def start(fed: Federation) -> Runner:
         asyncio.create_task(_loop("inbox", lambda: process_inbox(fed, stopping),
                                   fed.wake_inbox, stopping)),
         asyncio.create_task(_loop("publisher", lambda: publish_pending(fed), None, stopping)),
+        asyncio.create_task(_loop("freshness", _at_most_every(
+            FRESHNESS_SECONDS, lambda: refresh_listings(fed)), None, stopping)),
         asyncio.create_task(worker.run_forever(fed.wake_delivery)),
     ])
 

@@ -60,8 +60,11 @@ class Peer:
     follower: str       # none | pending | approved | rejected
     their_follow_id: str | None
     last_success_at: str | None
+    last_inbound_at: str | None = None
     queued: int = 0
     failed: int = 0
+    listings: int = 0
+    stale: int = 0  # listings its origin has not confirmed within the stale period
 
 
 def _peer(row: sqlite3.Row) -> Peer:
@@ -70,8 +73,8 @@ def _peer(row: sqlite3.Row) -> Peer:
         host=row["host"], actor_id=row["actor_id"], inbox=row["inbox"], outbox=row["outbox"],
         following=row["following"], follow_id=row["follow_id"], follower=row["follower"],
         their_follow_id=row["their_follow_id"], last_success_at=row["last_success_at"],
-        queued=row["queued"] if "queued" in keys else 0,
-        failed=row["failed"] if "failed" in keys else 0,
+        last_inbound_at=row["last_inbound_at"],
+        **{name: row[name] for name in ("queued", "failed", "listings", "stale") if name in keys},
     )
 
 
@@ -93,17 +96,29 @@ async def get_peer(db: Database, host: str) -> Peer | None:
     return None if row is None else _peer(row)
 
 
-async def list_peers(db: Database) -> list[Peer]:
-    """Every peer with its queued and failed delivery counts."""
+async def list_peers(db: Database, stale_before: str = "") -> list[Peer]:
+    """Every peer with its queued and failed delivery counts, its listings here and how
+    many of them were last confirmed before ``stale_before``."""
     rows = await db.fetchall(
         "SELECT p.*,"
         " (SELECT count(*) FROM deliveries d WHERE d.state = 'queued'"
         "  AND d.inbox = p.inbox) AS queued,"
         " (SELECT count(*) FROM deliveries d WHERE d.state = 'failed'"
-        "  AND d.inbox = p.inbox) AS failed"
-        " FROM peers p ORDER BY p.host"
+        "  AND d.inbox = p.inbox) AS failed,"
+        " (SELECT count(*) FROM groups g WHERE g.origin = p.host) AS listings,"
+        " (SELECT count(*) FROM groups g WHERE g.origin = p.host"
+        "  AND g.confirmed_at < ?) AS stale"
+        " FROM peers p ORDER BY p.host", (stale_before,)
     )
     return [_peer(r) for r in rows]
+
+
+async def note_inbound(db: Database, hosts: Collection[str]) -> None:
+    """Activities from these peers were just applied."""
+    if hosts:
+        async with db.transaction() as conn:
+            await conn.executemany("UPDATE peers SET last_inbound_at = ? WHERE host = ?",
+                                   [(timestamp(), host) for host in hosts])
 
 
 async def set_following(db: Database, host: str, state: str,
@@ -374,6 +389,14 @@ async def release_leases(db: Database) -> None:
             (now, now, later(INBOX_LEASE_SECONDS)))
 
 
+async def prune_inbox(db: Database, before: str) -> int:
+    """Forget activities done with before ``before``: past the window a repeat is recognised in."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "DELETE FROM inbox_items WHERE state != 'received' AND received_at < ?", (before,))
+        return cursor.rowcount
+
+
 async def finish_inbox_item(db: Database, activity_id: str, state: str,
                             error: str | None = None, retry_in: float | None = None) -> None:
     async with db.transaction() as conn:
@@ -382,8 +405,9 @@ async def finish_inbox_item(db: Database, activity_id: str, state: str,
                 "UPDATE inbox_items SET last_error = ?, next_attempt_at = ?"
                 " WHERE activity_id = ?", (error, later(retry_in), activity_id))
         else:
+            # Done with: the raw body goes, the id stays to recognise a repeat.
             await conn.execute(
-                "UPDATE inbox_items SET state = ?, last_error = ? WHERE activity_id = ?",
+                "UPDATE inbox_items SET state = ?, last_error = ?, body = '' WHERE activity_id = ?",
                 (state, error, activity_id))
 
 
@@ -397,14 +421,16 @@ async def publish(db: Database, activity: dict[str, Any], owner: str, inboxes: l
 
 
 async def store_activity(conn, activity: dict[str, Any], owner: str, inboxes: list[str],
-                         object_id: str | None = None) -> None:
+                         object_id: str | None = None, subject: str | None = None) -> None:
+    """``subject`` is the local object the activity speaks of ('group:<id>', 'event:<id>')."""
     now = timestamp()
     cursor = await conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM activities")
     (seq,) = await cursor.fetchone()
     await conn.execute(
-        "INSERT INTO activities (id, actor, type, object_id, body, published, seq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (activity["id"], owner, activity["type"], object_id, json.dumps(activity), now, seq))
+        "INSERT INTO activities (id, actor, type, object_id, body, published, seq, subject)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (activity["id"], owner, activity["type"], object_id, json.dumps(activity), now, seq,
+         subject))
     await conn.executemany(
         "INSERT INTO deliveries (activity_id, inbox, signer, next_attempt_at, created_at,"
         " state_changed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -412,7 +438,9 @@ async def store_activity(conn, activity: dict[str, Any], owner: str, inboxes: li
 
 
 async def get_activity(db: Database, activity_id: str) -> dict[str, Any] | None:
-    body = await db.fetchval("SELECT body FROM activities WHERE id = ?", (activity_id,))
+    """A published activity, unless what it speaks of was taken back since."""
+    body = await db.fetchval("SELECT body FROM activities WHERE id = ? AND withdrawn = 0",
+                             (activity_id,))
     return None if body is None else json.loads(body)
 
 
@@ -420,7 +448,7 @@ async def outbox_page(db: Database, owner: str | None, kinds: tuple[str, ...],
                       before: int | None, limit: int
                       ) -> tuple[list[tuple[int, dict[str, Any]]], int]:
     """Newest first: (seq, activity) pairs and the total; ``owner`` None means all actors."""
-    where = f"type IN ({','.join('?' * len(kinds))})"
+    where = f"withdrawn = 0 AND type IN ({','.join('?' * len(kinds))})"
     params: list[Any] = list(kinds)
     if owner is not None:
         where += " AND actor = ?"
@@ -502,22 +530,60 @@ async def settle_change(db: Database, seq: int, kind: str, local_id: int,
                         published: tuple[str, str] | None) -> None:
     """One write: the activities and their deliveries, the publication record, the change gone.
 
-    ``published`` is (ap_id, owner) to record, or None to forget the object.
+    ``published`` is (ap_id, owner) to record, or None when the object was taken back:
+    then nothing it published is served any more (a group takes its meetings with it),
+    and a group published again later publishes its meetings again.
     """
+    subject = f"{kind}:{local_id}"
     async with db.transaction() as conn:
         for activity, inboxes in sends:
             obj = activity["object"]
             object_id = obj if isinstance(obj, str) else obj.get("id")
-            await store_activity(conn, activity, owner, inboxes, object_id)
+            await store_activity(conn, activity, owner, inboxes, object_id, subject)
         if published is None:
             await conn.execute("DELETE FROM publications WHERE kind = ? AND local_id = ?",
                                (kind, local_id))
+            if kind == "group":
+                await conn.execute("UPDATE activities SET withdrawn = 1 WHERE actor = ?",
+                                   (subject,))
+                await conn.execute("DELETE FROM publications WHERE kind = 'event' AND actor = ?",
+                                   (subject,))
+            else:
+                await conn.execute("UPDATE activities SET withdrawn = 1 WHERE subject = ?",
+                                   (subject,))
         else:
+            cursor = await conn.execute(
+                "SELECT 1 FROM publications WHERE kind = ? AND local_id = ?", (kind, local_id))
+            existed = await cursor.fetchone() is not None
             await conn.execute(
                 "INSERT INTO publications (kind, local_id, ap_id, actor) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET ap_id = excluded.ap_id, actor = excluded.actor",
                 (kind, local_id, *published))
+            if kind == "group" and not existed:  # its meetings follow it out (again)
+                await conn.execute(
+                    "INSERT INTO listing_changes (kind, local_id, created_at)"
+                    " SELECT 'event', id, ? FROM events WHERE group_id = ? AND id NOT IN"
+                    " (SELECT local_id FROM listing_changes WHERE kind = 'event')",
+                    (timestamp(), local_id))
         await conn.execute("DELETE FROM listing_changes WHERE seq = ?", (seq,))
+
+
+async def audience_of(db: Database, owner: str) -> list[str]:
+    """Every inbox that was ever sent something of ``owner``'s, but blocked peers':
+    a Delete reaches whoever holds a copy, even once the followers are gone."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT d.inbox FROM deliveries d JOIN activities a ON a.id = d.activity_id"
+        " WHERE a.actor = ? AND d.state = 'sent' AND d.inbox NOT IN"
+        " (SELECT inbox FROM peers WHERE host IN (SELECT domain FROM blocked_domains))",
+        (owner,))
+    return [r[0] for r in rows]
+
+
+async def actor_of(db: Database, owner: str) -> str | None:
+    """The actor id ``owner`` last published as (its URL outlives a deleted group)."""
+    body = await db.fetchval("SELECT body FROM activities WHERE actor = ?"
+                             " ORDER BY seq DESC LIMIT 1", (owner,))
+    return json.loads(body).get("actor") if body else None
 
 
 # Holding and releasing a peer's deliveries (the delivery worker) -----------------

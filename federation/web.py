@@ -18,8 +18,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from federation import store
 from federation.context import Federation
 from federation.documents import (
+    CONTEXT,
     collection_page,
     group_actor,
+    meeting_note,
     node_actor,
     ordered_collection,
 )
@@ -47,9 +49,11 @@ def not_found(reason: str = "not found") -> Response:
 
 
 def wants_activitypub(accept: str) -> bool:
+    """An ActivityPub media type, or plain JSON rather than a page (as Mastodon answers)."""
     accept = accept.lower()
     return AP_TYPE in accept or ("application/ld+json" in accept
-                                 and "https://www.w3.org/ns/activitystreams" in accept)
+                                 and "https://www.w3.org/ns/activitystreams" in accept) \
+        or ("application/json" in accept and "text/html" not in accept)
 
 
 def _fed(request: Request) -> Federation:
@@ -238,7 +242,7 @@ class InboxFirst:
 # Content negotiation on the HTML URLs -------------------------------------------------
 
 GROUP_PATH = re.compile(r"^/groups/([a-z0-9-]+)$")
-EVENT_PATH = re.compile(r"^/events/(\d+)$")
+EVENT_PATH = re.compile(r"^/events/(\d+)(/note)?$")
 
 
 class ActivityPubNegotiation:
@@ -271,5 +275,8 @@ class ActivityPubNegotiation:
             if event is None or group is None or \
                     await federated_group(fed, group.slug) is None:
                 return None
-            return await event_document(fed, event, group)
+            document = await event_document(fed, event, group)
+            if match.group(2):  # the Note microblog followers were sent
+                return {"@context": CONTEXT, **meeting_note(document)}
+            return document
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -115,7 +116,10 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
 
         refresher = asyncio.create_task(keep_horizon())
         fetcher = Fetcher(allow_private=dev)
-        federation = Federation(db, fetcher, Urls(config.public_url), dev)
+        federation = Federation(
+            db, fetcher, Urls(config.public_url), dev,
+            listing_stale_after=timedelta(days=config.listing_stale_days),
+            listing_retire_after=timedelta(days=config.listing_retire_days))
         acceptor = InboxAcceptor(db)
         acceptor.start()
         background = await runner.start(federation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from node.config import (
@@ -12,7 +13,7 @@ from node.config import (
     load_config,
     write_config,
 )
-from node.db import Database
+from node.db import Database, stamp
 from node.domain import Account, AccountStatus
 from node.storage import accounts
 
@@ -232,14 +233,21 @@ def cmd_peers(args: argparse.Namespace) -> int:
 def cmd_peers_list(args: argparse.Namespace) -> int:
     from federation import store
 
-    async def work(db: Database):
-        return await store.list_peers(db), await store.blocked_domains(db)
+    config = _config(args.data)
+    stale_before = stamp(datetime.now(UTC) - timedelta(days=config.listing_stale_days))
 
-    peers, blocked = asyncio.run(_with_db(_config(args.data), work))
-    rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "QUEUED", "FAILED")]
-    rows += [(p.host, p.following, p.follower, p.last_success_at or "-", str(p.queued),
-              str(p.failed)) for p in peers]
+    async def work(db: Database):
+        return await store.list_peers(db, stale_before), await store.blocked_domains(db)
+
+    peers, blocked = asyncio.run(_with_db(config, work))
+    rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "LAST INBOUND", "QUEUED",
+             "FAILED", "LISTINGS", "STALE")]
+    rows += [(p.host, p.following, p.follower, p.last_success_at or "-",
+              p.last_inbound_at or "-", str(p.queued), str(p.failed), str(p.listings),
+              str(p.stale)) for p in peers]
     print_table(rows)
+    print(f"listings are stale after {config.listing_stale_days} days without word from"
+          f" their origin, retired after {config.listing_retire_days}")
     for name in blocked:
         print(f"blocked: {name}")
     return 0

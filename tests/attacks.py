@@ -285,9 +285,14 @@ def activity(stub: Stub, kind: str, obj: Any, actor: str | None = None) -> dict[
 
 
 def group(stub: Stub, slug: str, **fields: Any) -> dict[str, Any]:
-    return {"id": stub.url(f"/groups/{slug}"), "type": "Group", "preferredUsername": slug,
-            "name": slug.replace("-", " ").title(), "summary": "A peer group.",
-            "to": [PUBLIC], **fields}
+    """A Group listing. Sent by the peer's node actor rather than by the group itself, it
+    is fetched from its id, so the first version made is also served there."""
+    document = {"id": stub.url(f"/groups/{slug}"), "type": "Group", "preferredUsername": slug,
+                "name": slug.replace("-", " ").title(), "summary": "A peer group.",
+                "to": [PUBLIC], **fields}
+    if document["id"] not in stub.documents:
+        stub.serve({"@context": AS, **document})
+    return document
 
 
 def note(stub: Stub) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from federation.signatures import digest_header
 from node.cli import initialise
 from tests.attacks import (
     AP,
+    AS,
     PUBLIC,
     TALLY,
     Stub,
@@ -377,9 +378,16 @@ def test_a_remote_actor_cannot_delete_or_claim_a_local_group(world: World) -> No
     victim, evil = world.victim, world.evil
     slug = local_group(victim, "public")
     ours = f"{victim.url}/groups/{slug}"
-    delete = activity(evil, "Delete", ours)
-    neutralised(victim, "origin", "Delete of a local group by a remote actor", delete["id"],
-                lambda: world.deliver(evil, delete))
+    for kind in ("Delete", "Update", "Create"):
+        refused(victim, "origin", f"{kind} of a local group by id, by a remote actor", 403,
+                lambda kind=kind: world.deliver(evil, activity(evil, kind, ours)),
+                "the object lives on this node")
+    meeting = victim.url + "/events/" + str(victim.query(
+        "SELECT e.id FROM events e JOIN groups g ON g.id = e.group_id WHERE g.slug = ?",
+        (slug,))[0][0])
+    refused(victim, "origin", "Delete of a local meeting by id, by a remote actor", 403,
+            lambda: world.deliver(evil, activity(evil, "Delete", meeting)),
+            "the object lives on this node")
     refused(victim, "origin", "Delete of a local group (embedded Tombstone)", 403,
             lambda: world.deliver(evil, activity(evil, "Delete",
                                                  {"id": ours, "type": "Tombstone"})))
@@ -408,6 +416,102 @@ def test_a_non_owner_cannot_widen_who_sees_a_local_group(world: World, visibilit
     assert victim.query("SELECT visibility FROM groups WHERE slug = ?", (slug,)) == \
         [(visibility,)]
     assert victim.client.get(ours, headers={"Accept": AP}).status_code == 404
+
+
+# --- who speaks for an object ---------------------------------------------------------------
+
+
+@dataclass
+class GroupActor:
+    """A Group actor on a peer, with its own key: the owner of its meetings."""
+
+    stub: Stub
+    slug: str
+    key: str
+
+    @property
+    def id(self) -> str:
+        return self.stub.url(f"/groups/{self.slug}")
+
+    def meeting(self, number: int, **fields: Any) -> dict[str, Any]:
+        return {"id": self.stub.url(f"/events/{self.slug}-{number}"), "type": "Event",
+                "name": f"Meeting {number}", "startTime": "2031-05-06T18:00:00Z",
+                "endTime": "2031-05-06T19:30:00Z", "timezone": "UTC",
+                "attributedTo": self.id, "to": [PUBLIC], **fields}
+
+    def send(self, w: World, kind: str, obj: Any) -> dict[str, Any]:
+        act = activity(self.stub, kind, obj, actor=self.id)
+        response = w.deliver(self.stub, act, key_id=f"{self.id}#main-key", key=self.key)
+        assert response.status_code == 202, response.text
+        return act
+
+
+def group_actor(stub: Stub, slug: str) -> GroupActor:
+    actor = GroupActor(stub, slug, generate_key())
+    stub.serve(stub.actor_document(actor.id, slug, actor.key, type="Group", to=[PUBLIC]))
+    return actor
+
+
+def stored_meeting(victim: Victim, ap_id: str) -> list[tuple]:
+    return victim.query("SELECT e.title, g.ap_id FROM events e JOIN groups g"
+                        " ON g.id = e.group_id WHERE e.ap_id = ?", (ap_id,))
+
+
+def test_only_the_owning_group_changes_or_deletes_its_meeting(world: World) -> None:
+    """A second actor on the same peer host can neither rename nor delete another group's
+    meeting, by sending the object as its own or as the owner's; the owner can."""
+    victim, other = world.victim, world.other
+    owner, rival = group_actor(other, "owner-circle"), group_actor(other, "rival-circle")
+    meeting = owner.meeting(1)
+    other.serve({"@context": AS, **meeting})
+    created = owner.send(world, "Create", meeting)
+    assert victim.settled(created["id"]) == "applied"
+    assert stored_meeting(victim, meeting["id"]) == [("Meeting 1", owner.id)]
+
+    with TALLY.trying("authority", "Update of another group's meeting, claimed as the owner's",
+                      "Update of another group's meeting, claimed as its own",
+                      "Delete of another group's meeting",
+                      "Delete of another group", outcome="202 neutralised"):
+        as_owner = rival.send(world, "Update", meeting | {"name": "Renamed by a rival"})
+        victim.settled(as_owner["id"])  # refetched from its origin: what the owner says
+        as_its_own = rival.send(world, "Update", meeting | {"name": "Renamed by a rival",
+                                                            "attributedTo": rival.id})
+        assert victim.settled(as_its_own["id"]) == "ignored"
+        delete = rival.send(world, "Delete", meeting["id"])
+        assert victim.settled(delete["id"]) == "ignored"
+        delete_group = rival.send(world, "Delete", owner.id)
+        assert victim.settled(delete_group["id"]) == "ignored"
+        assert stored_meeting(victim, meeting["id"]) == [("Meeting 1", owner.id)]
+
+    renamed = owner.send(world, "Update", meeting | {"name": "Renamed by its group"})
+    assert victim.settled(renamed["id"]) == "applied"
+    assert stored_meeting(victim, meeting["id"]) == [("Renamed by its group", owner.id)]
+    deleted = owner.send(world, "Delete", meeting["id"])
+    assert victim.settled(deleted["id"]) == "applied"
+    assert stored_meeting(victim, meeting["id"]) == []
+
+
+def test_an_announce_never_widens_or_rewrites_what_is_stored(world: World) -> None:
+    """An Announce only points at an object: what is stored is what its origin serves."""
+    victim, other = world.victim, world.other
+    owner, rival = group_actor(other, "quiet-circle"), group_actor(other, "loud-circle")
+    hidden = owner.meeting(2, to=[f"{owner.id}/followers"])
+    other.serve({"@context": AS, **hidden})
+    listed = owner.meeting(3)
+    other.serve({"@context": AS, **listed})
+    with TALLY.trying("authority", "Announce addressing a followers-only meeting to everyone",
+                      "Announce of a Create with rewritten content", outcome="202 neutralised"):
+        widened = rival.send(world, "Announce", hidden | {"to": [PUBLIC]})
+        assert victim.settled(widened["id"]) == "ignored"
+        wrapped = rival.send(world, "Announce", activity(other, "Create", listed | {
+            "name": "Rewritten", "to": [PUBLIC]}, actor=owner.id))
+        assert victim.settled(wrapped["id"]) == "applied"
+        assert stored_meeting(victim, hidden["id"]) == []
+        assert stored_meeting(victim, listed["id"]) == [("Meeting 3", owner.id)]
+    # The owner's own Update narrowing the audience takes the meeting off the listing.
+    narrowed = owner.send(world, "Update", listed | {"to": [f"{owner.id}/followers"]})
+    victim.settled(narrowed["id"])
+    assert stored_meeting(victim, listed["id"]) == []
 
 
 # --- bodies ---------------------------------------------------------------------------------

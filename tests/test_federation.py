@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from federation.admission import TTL as ADMITTED_SECONDS
 from node.cli import initialise
 from node.db import Database
 from node.domain import (
@@ -31,6 +32,7 @@ from node.domain import (
     GroupDraft,
     MembershipStatus,
     OccurrenceChange,
+    Visibility,
 )
 from node.storage import accounts, events, groups
 from tests.helpers import draft, free_port, serving, wait_for
@@ -288,11 +290,55 @@ def test_a_peer_down_for_a_while_misses_nothing(tmp_path, network):
     assert sent[0] == sent[1]  # never twice to the same inbox
 
 
+def test_a_group_made_private_leaves_no_copy_on_the_follower(network):
+    """Taken back on B: A removes the listing and its meetings and keeps no raw copy."""
+    a, b, _ = network
+    start = (datetime.now(UTC) + timedelta(days=4)).replace(minute=0, second=0, microsecond=0,
+                                                            tzinfo=None)
+
+    async def publish(db: Database) -> int:
+        host = await accounts.create_account(db, email=None, display_name="Host",
+                                             password_hash=None)
+        slug = await groups.create_group(db, draft(name="Retracted Circle"), host)
+        group = await groups.get_group(db, slug)
+        await events.create_event(db, group.id, EventDraft(
+            title="Retracted meeting", description="", starts_at=start, duration_minutes=60,
+            timezone="UTC", rrule="FREQ=WEEKLY", format=Format.IN_PERSON))
+        return group.id
+
+    group_id = b.run(publish)
+    wait_for(lambda: a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'")
+             == [(1,)], "the group and its meeting on A")
+
+    async def make_private(db: Database) -> None:
+        group = await groups.get_group_by_id(db, group_id)
+        listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
+        await groups.update_group(db, group_id, replace(listing, visibility=Visibility.PRIVATE))
+
+    b.run(make_private)
+    wait_for(lambda: "Retracted Circle" not in federated_names(a, b.host), "the Delete on A")
+    assert a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'") == [(0,)]
+    assert a.query("SELECT count(*) FROM occurrences o LEFT JOIN events e ON e.id = o.event_id"
+                   " WHERE e.id IS NULL") == [(0,)]
+    assert a.query("SELECT count(*) FROM inbox_items WHERE body LIKE '%Retracted%'") == [(0,)]
+    assert "Retracted" not in httpx.get(f"{a.url}/groups?origin=federated").text
+
+    async def make_public(db: Database) -> None:
+        group = await groups.get_group_by_id(db, group_id)
+        listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
+        await groups.update_group(db, group_id, replace(listing, visibility=Visibility.PUBLIC))
+
+    b.run(make_public)  # public again: the group and its meeting are published anew
+    wait_for(lambda: a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'")
+             == [(1,)], "the group and its meeting back on A")
+
+
 def test_block_purges_listings_and_refuses_the_peer(network):
     a, b, _ = network
     assert federated_names(a, b.host)
     a.cli("peers", "block", b.host)
     assert federated_names(a, b.host) == set()
+    time.sleep(ADMITTED_SECONDS + 0.1)  # the running node remembers an admitted peer this long
     before = a.query("SELECT count(*) FROM inbox_items")
     # A change on B is still delivered to A (B does not know), and refused there.
     group_id = _public_group_id(b)

@@ -188,7 +188,10 @@ def test_every_served_document_and_stored_activity_expands_offline(listings, vis
     anyone = visitor()
     served = _served(anyone, listings)
     page = served[f"{BASE}/actor/outbox?page=1"]
-    assert {a["id"] for a in page["orderedItems"]} == {a["id"] for a in activities}
+    # The group made private took back everything it published: the rest is served.
+    gone_actor = f"{BASE}/groups/{gone}"
+    kept = {a["id"] for a in activities if a["actor"] != gone_actor}
+    assert kept and {a["id"] for a in page["orderedItems"]} == kept
 
     for name, document in [*served.items(), *((a["id"], a) for a in activities)]:
         expanded = expand(document)
@@ -396,6 +399,44 @@ def test_private_and_unlisted_groups_and_their_meetings_are_404_to_activitypub(l
     assert anyone.get(f"/groups/{listings.unlisted}", headers=HTML).status_code == 200
 
 
+@pytest.mark.parametrize("visibility", ["private", "unlisted"])
+def test_a_group_taken_back_stops_serving_everything_it_published(listings, visitor, run_db,
+                                                                 visibility):
+    """Public, then private or unlisted: every URL served before answers 404 with nothing of
+    the group in it, and the node's outbox no longer lists any of its activities."""
+    fay = visitor()
+    fay.login(FACILITATOR[1])
+    slug, event = listings.public, listings.event
+    actor = f"{BASE}/groups/{slug}"
+
+    def published() -> list[dict[str, Any]]:
+        return [a for a in _stored_activities(run_db) if a["actor"] == actor]
+
+    wait_for(lambda: {a["object"].get("type") for a in published()} >= {"Group", "Event"},
+             "the group and its meeting published")
+    urls = [f"/groups/{slug}", f"/groups/{slug}/outbox", f"/groups/{slug}/outbox?page=1",
+            f"/groups/{slug}/followers", f"/events/{event}", f"/events/{event}/note",
+            *(a["id"].removeprefix(BASE) for a in published())]
+    anyone = visitor()
+    for url in urls:
+        assert anyone.get(url, headers=AP).status_code == 200, url
+    if visibility == "private":
+        urls += [f"/groups/{slug}/events.ics", f"/events/{event}"]
+        assert anyone.get(f"/groups/{slug}/events.ics").status_code == 200
+
+    assert fay.post(f"/groups/{slug}/edit", group_form(visibility=visibility),
+                    page=f"/groups/{slug}/edit").status_code == 303
+    wait_for(lambda: any(a["type"] == "Delete" and a["object"]["id"] == actor
+                         for a in published()), "the group's Delete")
+    for url in urls:
+        r = anyone.get(url, headers=AP if "." not in url.rsplit("/", 1)[-1] else HTML)
+        assert r.status_code in (404, 410), (url, r.status_code)
+        assert "Tuesday Grief Circle" not in r.text and slug not in r.text, url
+    page = ap_get(anyone, "/actor/outbox?page=1")
+    assert not any(a["actor"] == actor for a in page["orderedItems"])
+    assert ap_get(anyone, "/actor/outbox")["totalItems"] == len(page["orderedItems"])
+
+
 def test_event_is_public_by_the_group_and_carries_no_member_data(listings, visitor, run_db):
     anyone = visitor()
     r = anyone.get(f"/events/{listings.event}", headers=LD)
@@ -573,34 +614,51 @@ def test_mastodon_follower_gets_accepted_then_meetings_then_undoes(dev_node, mas
 
     started = time.monotonic()
     event_id = schedule(admin, slug)
-    create = wait_for(lambda: mastodon.find(
-        lambda a: a["type"] == "Create" and a["object"].get("type") == "Event"),
-        "the meeting's Create", timeout=5)
-    announce = wait_for(lambda: mastodon.find(lambda a: a["type"] == "Announce"),
-                        "the group's Announce", timeout=5)
-    print(f"\nmeeting scheduled -> Create and Announce received in "
-          f"{time.monotonic() - started:.2f} s")
-    for delivered in (create, announce):
-        assert delivered.verified, delivered.reason
-        assert delivered.key_id == f"{group['id']}#main-key"
-        assert delivered.body["actor"] == group["id"]
-        assert AS_PUBLIC in delivered.body["to"]
-        assert delivered.path == "/inbox"  # the follower's shared inbox
-    event = create.body["object"]
-    assert event["id"] == f"{BASE}/events/{event_id}"
-    assert event["attributedTo"] == group["id"] and AS_PUBLIC in event["to"]
-    announced = announce.body["object"]
-    assert (announced if isinstance(announced, str) else announced["id"]) == create.body["id"]
-    assert b"meet.example.org" not in create.raw + announce.raw
-    # And the Note form a Mastodon timeline shows, by the group, linking to the meeting.
-    note = wait_for(lambda: mastodon.find(
-        lambda a: a["type"] == "Create" and a["object"].get("type") == "Note"),
-        "the meeting's Note", timeout=5)
-    assert note.verified, note.reason
-    assert note.body["actor"] == group["id"] == note.body["object"]["attributedTo"]
-    assert AS_PUBLIC in note.body["object"]["to"]
-    assert event["url"] in note.body["object"]["content"]
-    assert b"meet.example.org" not in note.raw
+    note_id = f"{BASE}/events/{event_id}/note"
+
+    def notes(kind: str) -> list[Delivered]:
+        with mastodon.lock:
+            return [d for d in mastodon.received if d.body["type"] == kind
+                    and d.body["object"].get("id") == note_id]
+
+    create = wait_for(lambda: notes("Create"), "the meeting's Note", timeout=5)[0]
+    print(f"\nmeeting scheduled -> its Note received in {time.monotonic() - started:.2f} s")
+    assert create.verified, create.reason
+    assert create.key_id == f"{group['id']}#main-key"
+    assert create.body["actor"] == group["id"] == create.body["object"]["attributedTo"]
+    assert AS_PUBLIC in create.body["to"] and AS_PUBLIC in create.body["object"]["to"]
+    assert create.path == "/inbox"  # the follower's shared inbox
+    assert f"{BASE}/events/{event_id}" in create.body["object"]["content"]
+    assert b"meet.example.org" not in create.raw
+    # Fetching the Note's id gives that Note, not the Event.
+    served = ap_get(client, f"/events/{event_id}/note")
+    assert served["type"] == "Note" and served["id"] == note_id
+    assert served["content"] == create.body["object"]["content"]
+
+    # Moved: the same post is updated with the new time, its `updated` moving on.
+    assert admin.post(f"/events/{event_id}/edit", meeting_form(starts_at="2031-03-04T20:30"),
+                      page=f"/events/{event_id}/edit").status_code == 303
+    update = wait_for(lambda: [u for u in notes("Update") if "2031" in u.body["object"]["content"]],
+                      "the Note's Update", timeout=5)[0]
+    assert update.verified and update.body["actor"] == group["id"]
+    assert "Tue 4 Mar 2031, 20:30 (Europe/London)" in update.body["object"]["content"]
+    assert "Cancelled" not in update.body["object"]["content"]
+    assert update.body["object"]["updated"] >= create.body["object"]["updated"]
+    assert update.body["object"]["published"] == create.body["object"]["published"]
+
+    # Cancelled: updated again, saying so.
+    assert admin.post(f"/events/{event_id}/cancel", {"action": "cancel"},
+                      page=f"/events/{event_id}").status_code == 303
+    cancelled = wait_for(lambda: [u for u in notes("Update")
+                                  if "Cancelled" in u.body["object"]["content"]],
+                         "the cancellation", timeout=5)[0]
+    assert "Tue 4 Mar 2031, 20:30" in cancelled.body["object"]["content"]
+
+    # Each meeting is one post: the follower was sent no Event and no Announce of it.
+    with mastodon.lock:
+        posts = [d.body for d in mastodon.received if d.body["type"] in ("Create", "Announce")
+                 and d.body["object"].get("type") != "Group"]
+    assert [p["object"]["type"] for p in posts] == ["Note"], posts
 
     undo = {"@context": "https://www.w3.org/ns/activitystreams",
             "id": f"{mastodon.base}/7a1c0b2e-follow/undo", "type": "Undo",
@@ -618,7 +676,7 @@ def test_mastodon_follower_gets_accepted_then_meetings_then_undoes(dev_node, mas
         stored = [json.loads(r[0]) for r in conn.execute("SELECT body FROM activities")]
     finally:
         conn.close()
-    assert {a["type"] for a in stored} >= {"Accept", "Create", "Announce"}
+    assert {a["type"] for a in stored} >= {"Accept", "Create", "Update"}
     for document in (*bodies, *stored):
         (expanded,) = expand(document)
         assert expanded["@id"] == document["id"]

@@ -1,10 +1,13 @@
 """/admin/peers: which nodes this node follows, who follows it, blocks."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from federation import peers, store
+from node.db import stamp
 from node.forms import text
 from node.storage.audit import record_action
 from node.web.auth import require_admin
@@ -36,8 +39,11 @@ async def admin_peers(request: Request) -> Response:
                 errors["target"] = str(e)
         if errors:
             values, status = {"target": target}, 400
+    stale_before = stamp(datetime.now(UTC) - fed.listing_stale_after)
     return await render(request, "admin_peers.html", {
-        "peers": await store.list_peers(fed.db),
+        "peers": await store.list_peers(fed.db, stale_before),
+        "stale_days": fed.listing_stale_after.days,
+        "retire_days": fed.listing_retire_after.days,
         "blocked": await store.blocked_domains(fed.db),
         "errors": errors, "messages": messages, "values": values,
     }, status=status)
