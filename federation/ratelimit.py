@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from federation.addresses import url_domain
+from federation.message_signatures import parse_message_signature
 from federation.signatures import parse_signature_header
 
 RATE = 50.0        # requests a second, sustained
@@ -62,8 +63,11 @@ def sender_of(headers: Mapping[str, str], client: str | None) -> str:
     """
     header = headers.get("signature")
     if header is not None:
+        signature_input = headers.get("signature-input")
         try:
-            return url_domain(parse_signature_header(header).key_id)
+            if signature_input is None:
+                return url_domain(parse_signature_header(header).key_id)
+            return url_domain(parse_message_signature(signature_input, header).key_id)
         except ValueError:  # a SignatureError, or a keyId that is no http(s) URL
             pass
     return f"address {client or '?'}"

@@ -83,7 +83,15 @@ def test_the_sender_is_the_key_ids_host_in_one_form_for_every_port(key_id: str) 
     assert sender_of(headers_of({"Signature": header}), "192.0.2.7") == "peer.example"
 
 
+def test_an_rfc9421_sender_is_its_keyids_host() -> None:
+    headers = {"Signature-Input": 'sig1=("@method" "@target-uri");created=1;'
+                                  'keyid="https://Peer.Example:8443/actor#main-key"',
+               "Signature": "sig1=:YQ==:"}
+    assert sender_of(headers_of(headers), "192.0.2.7") == "peer.example"
+
+
 @pytest.mark.parametrize("headers", [{}, {"Signature": "garbage"},
+                                     {"Signature": "sig1=:YQ==:", "Signature-Input": "bad"},
                                      {"Signature": 'keyId="mailto:x",signature="YQ=="'},
                                      {"Signature": 'keyId="https://[::1/",signature="YQ=="'}])
 def test_without_a_usable_key_id_the_address_is_counted(headers: dict[str, str]) -> None:
