@@ -6,6 +6,8 @@ delivery worker sends it (a CLI run is picked up without a restart).
 """
 from __future__ import annotations
 
+import asyncio
+
 from federation import store
 from federation.actors import ActorError, fetch_actor
 from federation.addresses import url_host
@@ -83,18 +85,32 @@ async def unfollow(fed: Federation, target: str) -> int:
     return await remote.remove_listings_of(fed.db, peer.host)
 
 
-async def approve(fed: Federation, target: str) -> None:
-    peer = await _known(fed, target)
-    if peer.follower not in ("pending", "rejected") or not peer.their_follow_id:
+async def _asking(fed: Federation, target: str, wait: float) -> store.Peer:
+    """The peer that asked to follow this node, waiting up to ``wait`` seconds for a
+    request still on its way (a follow made a moment ago on the other node)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        peer = await store.get_peer(fed.db, domain(target))
+        if peer is not None and peer.follower != "none" and peer.their_follow_id:
+            return peer
+        if loop.time() >= deadline:
+            if peer is None:
+                raise PeerError(f"{domain(target)} is not a known peer")
+            raise PeerError(f"{peer.host} has not asked to follow this node")
+        await asyncio.sleep(0.2)
+
+
+async def approve(fed: Federation, target: str, wait: float = 0.0) -> None:
+    peer = await _asking(fed, target, wait)
+    if peer.follower not in ("pending", "rejected"):
         raise PeerError(f"{peer.host} has not asked to follow this node")
     await answer_follow(fed, peer.host, "Accept", peer.their_follow_id)
     await store.set_follower(fed.db, peer.host, "approved")
 
 
-async def reject(fed: Federation, target: str) -> None:
-    peer = await _known(fed, target)
-    if peer.follower == "none" or not peer.their_follow_id:
-        raise PeerError(f"{peer.host} has not asked to follow this node")
+async def reject(fed: Federation, target: str, wait: float = 0.0) -> None:
+    peer = await _asking(fed, target, wait)
     await answer_follow(fed, peer.host, "Reject", peer.their_follow_id)
     await store.set_follower(fed.db, peer.host, "rejected")
     fed.admission.forget_all()

@@ -201,6 +201,9 @@ PEER_VERBS = {
 }
 
 
+REQUEST_WAIT_SECONDS = 15.0
+
+
 async def _peer_action(config: Config, verb: str, target: str, dev: bool) -> str:
     from federation import peers
     from federation.context import Federation
@@ -213,7 +216,9 @@ async def _peer_action(config: Config, verb: str, target: str, dev: bool) -> str
         async with Fetcher(allow_private=dev) as fetcher:
             fed = Federation(db, fetcher, Urls(config.public_url), dev)
             try:
-                result = await getattr(peers, verb)(fed, target)
+                # A follow made a moment ago on the other node may still be on its way.
+                waiting = {"wait": REQUEST_WAIT_SECONDS} if verb in ("approve", "reject") else {}
+                result = await getattr(peers, verb)(fed, target, **waiting)
             except peers.PeerError as e:
                 raise CommandError(str(e)) from e
     finally:
