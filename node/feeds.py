@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
 if TYPE_CHECKING:
     from icalendar import Event as VEvent
 
-    from node.storage.events import UpcomingMeeting
+    from node.storage.events import MeetingSeries, UpcomingMeeting
 
 # icalendar is imported where a calendar is built: it is ~4 MB an idle node need not hold.
 
@@ -29,8 +30,6 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 # Characters XML 1.0 and iCalendar TEXT both forbid (tab and newline are kept).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
-
-Series = tuple[Event, Sequence[OccurrenceChange]]
 
 
 def plain(text: str) -> str:
@@ -50,22 +49,24 @@ def _location(event: Event) -> str:
 # iCalendar ------------------------------------------------------------------
 
 def calendar(
-    *, name: str, url: str, public_url: str, groups: Sequence[Group], series: Sequence[Series]
+    *, name: str, url: str, public_url: str, groups: Sequence[Group],
+    series: Sequence[MeetingSeries],
 ) -> bytes:
     """A calendar of meeting series: one VEVENT with RRULE and EXDATE per series,
     one more per moved occurrence (same UID, RECURRENCE-ID), and their VTIMEZONEs.
 
     ``series`` must belong to ``groups``; ``url`` is where this calendar is served.
+    A peer's meeting keeps its ActivityPub id as UID and its page there as URL.
     """
     from icalendar import Calendar
 
     by_id = {group.id: group for group in groups}
     cal = Calendar.new(name=plain(name), prodid=PRODID, uid=url, url=url)
     earliest = []
-    for event, changes in series:
-        for component in _vevents(event, changes, by_id[event.group_id], public_url):
+    for one in series:
+        for component in _vevents(one, by_id[one.event.group_id], public_url):
             cal.add_component(component)
-        earliest.append(min([event.starts_at] + [_slot_start(c) for c in changes]))
+        earliest.append(min([one.event.starts_at] + [_slot_start(c) for c in one.changes]))
     if earliest:
         cal.add_missing_timezones(first_date=min(earliest).date() - timedelta(days=1))
     return cal.to_ical()
@@ -87,21 +88,38 @@ def _slot_start(change: OccurrenceChange) -> datetime:
     return min(change.original_start, change.starts_at or change.original_start)
 
 
-def _vevents(
-    event: Event, changes: Sequence[OccurrenceChange], group: Group, public_url: str
-) -> list[VEvent]:
+@dataclass(frozen=True, slots=True)
+class _About:
+    """What a series' VEVENTs say of where it lives: this node, or a peer."""
+
+    uid: str
+    page: str
+    group_line: str
+    online_note: str
+
+
+def _vevents(series: MeetingSeries, group: Group, public_url: str) -> list[VEvent]:
     from icalendar import vRecur
 
+    event, changes = series.event, series.changes
     tz = event.tz
+    if series.ap_id is None:
+        about = _About(f"event-{event.id}@{_host(public_url)}", f"{public_url}/events/{event.id}",
+                       plain(group.name), "The online link is shown to the group's members"
+                       " on the meeting page.")
+    else:
+        about = _About(series.ap_id, series.url or series.ap_id,
+                       f"{plain(group.name)} (listed by {group.origin})",
+                       f"The group gives its online link to its members on {group.origin}.")
     if event.rrule is None:
         # A one-off has a single slot: a change to it changes the event itself.
         change = next((c for c in changes if c.original_start == event.starts_at), None)
         if change is not None and not change.cancelled and change.starts_at is not None:
-            return [_vevent(event, group, public_url, change.starts_at,
-                            change.duration_minutes, event.cancelled)]
+            return [_vevent(event, group, about, change.starts_at, change.duration_minutes,
+                            event.cancelled)]
         cancelled = event.cancelled or (change is not None and change.cancelled)
-        return [_vevent(event, group, public_url, event.starts_at, None, cancelled)]
-    master = _vevent(event, group, public_url, event.starts_at, None, event.cancelled)
+        return [_vevent(event, group, about, event.starts_at, None, cancelled)]
+    master = _vevent(event, group, about, event.starts_at, None, event.cancelled)
     master.add("rrule", vRecur.from_ical(utc_until(event.rrule, tz)))
     exdates = [c.original_start.replace(tzinfo=tz) for c in changes if c.cancelled]
     if exdates:
@@ -110,7 +128,7 @@ def _vevents(
     for change in changes:
         if change.cancelled or change.starts_at is None:
             continue
-        moved = _vevent(event, group, public_url, change.starts_at, change.duration_minutes,
+        moved = _vevent(event, group, about, change.starts_at, change.duration_minutes,
                         event.cancelled)
         moved.add("recurrence-id", change.original_start.replace(tzinfo=tz))
         found.append(moved)
@@ -120,7 +138,7 @@ def _vevents(
 def _vevent(
     event: Event,
     group: Group,
-    public_url: str,
+    about: _About,
     start: datetime,
     minutes: int | None,
     cancelled: bool,
@@ -128,18 +146,17 @@ def _vevent(
     """One VEVENT at local wall time ``start``; never the online link."""
     from icalendar import Event as VEvent
 
-    page = f"{public_url}/events/{event.id}"
-    lines = [plain(group.name), plain(event.description)]
+    lines = [about.group_line, plain(event.description)]
     if event.format is not Format.IN_PERSON:
-        lines.append("The online link is shown to the group's members on the meeting page.")
-    lines.append(page)
+        lines.append(about.online_note)
+    lines.append(about.page)
     updated = parse_stamp(event.updated_at)
     component = VEvent.new(
-        uid=f"event-{event.id}@{_host(public_url)}",
+        uid=about.uid,
         summary=plain(event.title),
         description="\n\n".join(line for line in lines if line),
         location=_location(event) or None,
-        url=page,
+        url=about.page,
         categories=list(group.topics),
         start=start.replace(tzinfo=event.tz),
         stamp=updated,
@@ -160,7 +177,8 @@ def atom_feed(
     groups: Sequence[Group],
     meetings: Sequence[UpcomingMeeting],
 ) -> bytes:
-    """The node's public groups and upcoming meetings as an Atom feed."""
+    """The node's public groups and upcoming meetings as an Atom feed; those of its peers
+    it lists are marked by their node (author) and original page (``via``)."""
     host = _host(public_url)
     by_id = {group.id: group for group in groups}
     entries = [_group_entry(group, settings, public_url, host) for group in groups]
@@ -178,20 +196,23 @@ def atom_feed(
     _text(feed, "updated", max(stamps, default=timestamp()))
     _link(feed, "self", f"{public_url}/feed.atom", "application/atom+xml")
     _link(feed, "alternate", f"{public_url}/", "text/html")
-    _author(feed, settings)
+    _author(feed, settings.name)
     _text(feed, "generator", "Grassroots")
     feed.extend(entries)
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
 def _group_entry(group: Group, settings: NodeSettings, public_url: str, host: str) -> ET.Element:
+    """A group's entry; a peer's by its ActivityPub id, authored by its node."""
     entry = ET.Element("entry")
-    _text(entry, "id", f"tag:{host},{group.created_at[:10]}:group-{group.id}")
+    _text(entry, "id", group.ap_id or f"tag:{host},{group.created_at[:10]}:group-{group.id}")
     _text(entry, "title", plain(group.name))
     _text(entry, "published", group.created_at)
     _text(entry, "updated", group.updated_at)
     _link(entry, "alternate", f"{public_url}/groups/{group.slug}", "text/html")
-    _author(entry, settings)
+    if group.ap_id:
+        _link(entry, "via", group.url or group.ap_id, "text/html")
+    _author(entry, group.origin or settings.name)
     _categories(entry, group)
     _text(entry, "summary", plain(group.summary) or plain(group.description))
     return entry
@@ -204,18 +225,23 @@ def _meeting_entry(
     public_url: str,
     host: str,
 ) -> ET.Element:
+    """One occurrence's entry; a peer's by its ActivityPub id and slot, authored by its node."""
     event = meeting.event
     start = parse_stamp(meeting.starts_utc).astimezone(event.tz)
     end = parse_stamp(meeting.ends_utc).astimezone(event.tz)
     when = f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({event.timezone})"
-    lines = [f"{plain(meeting.group_name)}: {when}", _location(event), plain(event.description)]
+    listed = f" (listed by {meeting.origin})" if meeting.origin else ""
+    lines = [f"{plain(meeting.group_name)}{listed}: {when}", _location(event),
+             plain(event.description)]
     entry = ET.Element("entry")
-    _text(entry, "id", f"tag:{host},{event.created_at[:10]}:event-{event.id}/"
-                       f"{meeting.original_start}")
+    _text(entry, "id", f"{meeting.ap_id}#{meeting.original_start}" if meeting.ap_id else
+          f"tag:{host},{event.created_at[:10]}:event-{event.id}/{meeting.original_start}")
     _text(entry, "title", f"{plain(event.title)} ({start:%a} {start.day} {start:%b, %H:%M})")
     _text(entry, "updated", event.updated_at)
     _link(entry, "alternate", f"{public_url}/events/{event.id}", "text/html")
-    _author(entry, settings)
+    if meeting.ap_id:
+        _link(entry, "via", meeting.url or meeting.ap_id, "text/html")
+    _author(entry, meeting.origin or settings.name)
     if group is not None:
         _categories(entry, group)
     _text(entry, "summary", "\n\n".join(line for line in lines if line))
@@ -230,8 +256,8 @@ def _link(parent: ET.Element, rel: str, href: str, media_type: str) -> None:
     ET.SubElement(parent, "link", {"rel": rel, "type": media_type, "href": href})
 
 
-def _author(parent: ET.Element, settings: NodeSettings) -> None:
-    _text(ET.SubElement(parent, "author"), "name", plain(settings.name))
+def _author(parent: ET.Element, name: str) -> None:
+    _text(ET.SubElement(parent, "author"), "name", plain(name))
 
 
 def _categories(parent: ET.Element, group: Group) -> None:

@@ -1,25 +1,29 @@
 """A member's journey in a real browser against a real node process.
 
-register → find a group by filter → join → RSVP, in headless Debian Chromium.
+register → find a group by filter → join → RSVP, in headless Debian Chromium;
+and a peer's group and meeting, read from the directory by keyboard.
 """
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from node.cli import initialise
 from node.db import Database
 from node.domain import EventDraft, Format, NodeSettings, RegistrationMode
-from node.storage import accounts, events, groups
+from node.storage import accounts, events, groups, remote
 from node.storage.settings import save_settings
 from tests.helpers import draft, serving
 
 CHROMIUM = "/usr/bin/chromium"
+PEER_GROUP = "https://peer.example/groups/harbour-lights"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
@@ -46,6 +50,17 @@ async def seed(path: Path) -> None:
                 duration_minutes=90, timezone="Europe/London", rrule="FREQ=WEEKLY",
                 format=Format.ONLINE, online_url="https://meet.example/secret-room",
                 capacity=8))
+        peer_group = await remote.upsert_remote_group(
+            db, origin="peer.example", ap_id=PEER_GROUP, url=PEER_GROUP,
+            username="harbour-lights",
+            draft=draft(name="Harbour Lights", summary="Loneliness peer group, by the sea",
+                        topics=("loneliness",), format=Format.IN_PERSON, area="Portobello"))
+        await remote.upsert_remote_event(
+            db, group_id=peer_group, ap_id=PEER_GROUP + "/events/1",
+            url=PEER_GROUP + "/events/1", changes=[], cancelled=False, draft=EventDraft(
+                title="Harbour Lights evening", description="Tea by the window.",
+                starts_at=start, duration_minutes=60, timezone="America/Halifax",
+                rrule="FREQ=WEEKLY", format=Format.IN_PERSON, place="Lifeboat station"))
     finally:
         await db.close()
 
@@ -59,7 +74,8 @@ def node_url(tmp_path):
         yield url
 
 
-def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
+@contextmanager
+def chromium() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install chromium"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -68,6 +84,14 @@ def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(node_url + "/register")
         page.get_by_label("Display name").fill("Robin")
@@ -97,4 +121,28 @@ def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
         page.goto(node_url + "/groups")
         page.keyboard.press("Tab")
         expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-        browser.close()
+
+
+def test_a_peer_group_and_its_meeting_are_pages_here(node_url):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(node_url + "/groups?origin=federated")
+        expect(page.get_by_role("heading", name="1 group found")).to_be_visible()
+        expect(page.get_by_text("listed by peer.example")).to_be_visible()
+        page.get_by_role("link", name="Harbour Lights", exact=True).focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Harbour Lights", level=1)).to_be_visible()
+        assert page.url == node_url + "/groups/harbour-lights%40peer.example"
+        join = page.get_by_role("link", name=re.compile(r"^Join on peer\.example"))
+        expect(join).to_have_attribute("href", PEER_GROUP)
+        expect(page.get_by_text(re.compile(r"Confirmed by peer\.example"))).to_be_visible()
+        expect(page.get_by_role("button")).to_have_count(0)  # joined on the peer, not here
+        page.screenshot(path=str(ARTIFACTS / "federated_group.png"), full_page=True)
+
+        page.get_by_role("link", name="Harbour Lights evening").first.click()
+        expect(page.get_by_role("heading", name="Harbour Lights evening", level=1)).to_be_visible()
+        expect(page.get_by_text("(America/Halifax)")).to_be_visible()
+        expect(page.get_by_role("link", name="See this meeting on peer.example")).to_have_attribute(
+            "href", PEER_GROUP + "/events/1")
+        expect(page.get_by_role("button")).to_have_count(0)  # nothing to answer here
+        page.screenshot(path=str(ARTIFACTS / "federated_meeting.png"), full_page=True)

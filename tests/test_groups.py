@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from node.storage import groups
-from tests.helpers import group_form
+from tests.helpers import group_form, meeting_form
 
 SLUG = "tuesday-grief-circle"
 
@@ -112,6 +112,65 @@ def test_invite_group_needs_the_code(facilitator, visitor, run_db):
     m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes", "invite_code": code},
            page=f"/groups/{SLUG}")
     assert "You are a member of this group" in m.get(f"/groups/{SLUG}").text
+
+
+def memberships(run_db, name: str) -> list[tuple[str, str]]:
+    return [tuple(r) for r in run_db(lambda db: db.fetchall(
+        "SELECT g.slug, m.status FROM memberships m JOIN groups g ON g.id = m.group_id"
+        " JOIN accounts a ON a.id = m.account_id WHERE a.display_name = ?", (name,)))]
+
+
+def test_private_invite_group_is_joined_with_the_right_code(facilitator, visitor, run_db):
+    create(facilitator, visibility="private", join_policy="invite", name="Hidden Harbour")
+    code = run_db(lambda db: groups.get_group(db, "hidden-harbour")).invite_code
+    m = member(visitor, "Vic")
+    assert m.get("/groups/hidden-harbour").status_code == 404
+    r = m.post("/groups/hidden-harbour/join",
+               {"accept_agreements": "yes", "invite_code": code}, page="/groups")
+    assert r.status_code == 303 and r.headers["location"] == "/groups/hidden-harbour"
+    assert memberships(run_db, "Vic") == [("hidden-harbour", "active")]
+    assert "You are a member of this group" in m.get("/groups/hidden-harbour").text
+
+
+def test_private_invite_group_with_a_wrong_or_missing_code_is_a_plain_404(
+        facilitator, visitor, run_db):
+    create(facilitator, visibility="private", join_policy="invite", name="Hidden Harbour")
+    m = member(visitor, "Wyn")
+    nowhere = m.post("/groups/no-such-group/join", {"accept_agreements": "yes"}, page="/groups")
+    assert nowhere.status_code == 404
+    for fields in ({"accept_agreements": "yes", "invite_code": "guess"},
+                   {"accept_agreements": "yes"}):
+        r = m.post("/groups/hidden-harbour/join", fields, page="/groups")
+        assert r.status_code == 404
+        assert r.text == nowhere.text  # reveals nothing, not even that the group exists
+        assert "Hidden Harbour" not in r.text
+    assert m.get("/groups/hidden-harbour?invite=guess").status_code == 404
+    assert memberships(run_db, "Wyn") == []
+
+
+def test_the_invite_link_opens_a_private_group_to_join_and_nothing_more(
+        facilitator, visitor, run_db):
+    create(facilitator, visibility="private", join_policy="invite", name="Hidden Harbour")
+    code = run_db(lambda db: groups.get_group(db, "hidden-harbour")).invite_code
+    link = f"http://testserver/groups/hidden-harbour?invite={code}"
+    assert link in facilitator.get("/groups/hidden-harbour/members").text
+    facilitator.post("/groups/hidden-harbour/events/new", meeting_form(title="Harbour night"),
+                     page="/groups/hidden-harbour/events/new")
+
+    anonymous = visitor().get(f"/groups/hidden-harbour?invite={code}").text
+    assert "Hidden Harbour" in anonymous and "What is said here stays here" in anonymous
+    assert f"/login?next=/groups/hidden-harbour%3Finvite%3D{code}" in anonymous
+    m = member(visitor, "Xan")
+    page = m.get(f"/groups/hidden-harbour?invite={code}").text
+    assert f'name="invite_code" type="text" value="{code}"' in page
+    for members_only in ("Harbour night", "hidden-harbour/events.ics", "1 member", "/report"):
+        assert members_only not in page, members_only
+    r = m.post("/groups/hidden-harbour/join", {"invite_code": code}, page="/groups")
+    assert r.status_code == 400 and 'id="e-accept"' in r.text  # the agreements, as anywhere
+    assert memberships(run_db, "Xan") == []
+    m.post("/groups/hidden-harbour/join", {"accept_agreements": "yes", "invite_code": code},
+           page="/groups")
+    assert "Harbour night" in m.get("/groups/hidden-harbour").text
 
 
 def test_promoted_co_facilitator_can_edit_and_last_facilitator_cannot_leave(

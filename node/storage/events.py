@@ -19,6 +19,7 @@ from node.domain import (
 )
 from node.recurrence import expand
 from node.storage.changes import record_change
+from node.storage.groups import LISTED
 from node.storage.rsvps import fill_from_waitlist, release_rsvp, take_rsvp
 
 # Occurrences kept expanded in SQL, for date filters and "next meetings".
@@ -279,6 +280,10 @@ async def occurrences_of(
     )
 
 
+# Not a meeting an admin hid (a peer's, by its id).
+LISTED_EVENT = "(e.ap_id IS NULL OR e.ap_id NOT IN (SELECT ap_id FROM hidden_listings))"
+
+
 @dataclass(frozen=True, slots=True)
 class UpcomingMeeting:
     event: Event
@@ -287,6 +292,9 @@ class UpcomingMeeting:
     ends_utc: str
     group_slug: str
     group_name: str
+    origin: str | None = None  # a federated meeting's node, its id and its page there
+    ap_id: str | None = None
+    url: str | None = None
 
 
 async def upcoming_meetings(
@@ -294,32 +302,62 @@ async def upcoming_meetings(
     *,
     group_id: int | None = None,
     listed_only: bool = True,
+    federated: bool = False,
     limit: int = 10,
 ) -> list[UpcomingMeeting]:
-    """The next occurrences from the expanded table, soonest first.
+    """The next occurrences from the expanded table, soonest first; none an admin hid.
 
-    ``listed_only`` keeps to this node's public groups (home page, feeds); a group page
-    asks for its own meetings whatever its visibility.
+    ``listed_only`` keeps to this node's public groups (home page, feeds), and with
+    ``federated`` its peers' listed groups too; a group page asks for its own meetings
+    whatever its visibility.
     """
-    where = ["o.ends_utc >= ?"]
+    where = ["o.ends_utc >= ?", LISTED_EVENT]
     params: list[object] = [timestamp()]
     if group_id is not None:
         where.append("o.group_id = ?")
         params.append(group_id)
     if listed_only:
-        where.append("g.visibility = 'public' AND g.origin IS NULL AND g.suspended = 0")
+        where.append(f"g.visibility = 'public' AND {LISTED}")
+        if not federated:
+            where.append("g.origin IS NULL")
     rows = await db.fetchall(
         "SELECT e.*, o.original_start, o.starts_utc, o.ends_utc, g.slug AS group_slug,"
-        " g.name AS group_name FROM occurrences o JOIN events e ON e.id = o.event_id"
+        " g.name AS group_name, g.origin FROM occurrences o JOIN events e ON e.id = o.event_id"
         " JOIN groups g ON g.id = o.group_id WHERE " + " AND ".join(where)
         + " ORDER BY o.starts_utc LIMIT ?",
         [*params, limit],
     )
     return [
         UpcomingMeeting(_event(r), r["original_start"], r["starts_utc"], r["ends_utc"],
-                        r["group_slug"], r["group_name"])
+                        r["group_slug"], r["group_name"], r["origin"], r["ap_id"], r["url"])
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMeeting:
+    """A peer's meeting as this node lists it: its id and page on its origin, and when
+    the origin last confirmed the copy."""
+
+    event: Event
+    group_slug: str
+    ap_id: str
+    url: str
+    confirmed_at: str
+
+
+async def remote_meeting(db: Database, event_id: int) -> RemoteMeeting | None:
+    """The federated meeting ``event_id``; None if there is none or an admin hid it or its
+    group."""
+    row = await db.fetchone(
+        "SELECT e.*, g.slug AS group_slug, coalesce(e.url, e.ap_id) AS original,"
+        " coalesce(e.confirmed_at, e.updated_at) AS confirmed FROM events e"
+        " JOIN groups g ON g.id = e.group_id WHERE e.id = ? AND g.origin IS NOT NULL"
+        f" AND g.visibility = 'public' AND {LISTED} AND {LISTED_EVENT}", (event_id,))
+    if row is None:
+        return None
+    return RemoteMeeting(_event(row), row["group_slug"], row["ap_id"], row["original"],
+                         row["confirmed"])
 
 
 # RSVPs ---------------------------------------------------------------------
@@ -365,23 +403,36 @@ async def rsvp_list(db: Database, event_id: int, occurrence: str) -> list[tuple[
     return [(r[0], RsvpStatus(r[1])) for r in rows]
 
 
-async def series_of_groups(
-    db: Database, group_ids: list[int]
-) -> list[tuple[Event, list[OccurrenceChange]]]:
-    """Every meeting series of the groups with its changed slots (calendars)."""
-    if not group_ids:
-        return []
-    marks = ",".join("?" * len(group_ids))
+@dataclass(frozen=True, slots=True)
+class MeetingSeries:
+    """A series and its changed slots, as a calendar carries them; a federated one with
+    its id and page on its origin."""
+
+    event: Event
+    changes: list[OccurrenceChange]
+    ap_id: str | None = None
+    url: str | None = None
+
+
+async def series_of_group(db: Database, group_id: int) -> list[MeetingSeries]:
+    """Every meeting series of one group (its calendar), but those an admin hid."""
+    return await _series(db, "g.id = ?", [group_id])
+
+
+async def listed_series(db: Database) -> list[MeetingSeries]:
+    """Every meeting series of the listed public groups, this node's and its peers'."""
+    return await _series(db, f"g.visibility = 'public' AND {LISTED}", [])
+
+
+async def _series(db: Database, condition: str, params: list[object]) -> list[MeetingSeries]:
+    scope = f"JOIN groups g ON g.id = e.group_id WHERE {condition} AND {LISTED_EVENT}"
     rows = await db.fetchall(
-        f"SELECT * FROM events WHERE group_id IN ({marks}) ORDER BY starts_at, id", group_ids
-    )
+        f"SELECT e.* FROM events e {scope} ORDER BY e.starts_at, e.id", params)
     changes = await db.fetchall(
-        "SELECT x.* FROM event_exceptions x JOIN events e ON e.id = x.event_id"
-        f" WHERE e.group_id IN ({marks}) ORDER BY x.original_start",
-        group_ids,
-    )
+        f"SELECT x.* FROM event_exceptions x JOIN events e ON e.id = x.event_id {scope}"
+        " ORDER BY x.original_start", params)
     by_event: dict[int, list[OccurrenceChange]] = {r["id"]: [] for r in rows}
     for row in changes:  # a series created between the two reads is not listed
         if row["event_id"] in by_event:
             by_event[row["event_id"]].append(_change(row))
-    return [(_event(r), by_event[r["id"]]) for r in rows]
+    return [MeetingSeries(_event(r), by_event[r["id"]], r["ap_id"], r["url"]) for r in rows]

@@ -48,6 +48,11 @@ def slugify(name: str) -> str:
     return slug or "group"
 
 
+def is_remote_slug(slug: str) -> bool:
+    """A federated group's slug is ``name@host``; ``slugify`` never makes an ``@``."""
+    return "@" in slug
+
+
 def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
     tags = tags or {}
     return Group(
@@ -75,18 +80,21 @@ def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
     )
 
 
+# Groups per tag query, under SQLite's limit of parameters: a calendar reads every listed group.
+TAG_BATCH = 5000
+
+
 async def _tags_for(db: Database, group_ids: list[int]) -> dict[int, dict[str, list[str]]]:
     found: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    if not group_ids:
-        return found
-    marks = ",".join("?" * len(group_ids))
-    rows = await db.fetchall(
-        f"SELECT group_id, kind, value FROM group_tags WHERE group_id IN ({marks})"
-        " ORDER BY kind, value",
-        group_ids,
-    )
-    for row in rows:
-        found[row["group_id"]][row["kind"]].append(row["value"])
+    for first in range(0, len(group_ids), TAG_BATCH):
+        batch = group_ids[first:first + TAG_BATCH]
+        rows = await db.fetchall(
+            "SELECT group_id, kind, value FROM group_tags WHERE group_id IN"
+            f" ({','.join('?' * len(batch))}) ORDER BY kind, value",
+            batch,
+        )
+        for row in rows:
+            found[row["group_id"]][row["kind"]].append(row["value"])
     return found
 
 
@@ -453,11 +461,31 @@ async def directory_choices(db: Database) -> dict[str, list[str]]:
     return choices
 
 
-async def listed_local_groups(db: Database) -> list[Group]:
-    """This node's public groups with their tags, by name (feeds)."""
+async def listed_groups(db: Database, limit: int | None = None) -> list[Group]:
+    """The public groups the directory lists, this node's and its peers', with their tags,
+    most recently updated first (feeds)."""
     rows = await db.fetchall(
-        "SELECT * FROM groups WHERE visibility = 'public' AND origin IS NULL AND suspended = 0"
-        " ORDER BY name"
-    )
+        f"SELECT g.* FROM groups g WHERE g.visibility = 'public' AND {LISTED}"
+        " ORDER BY g.updated_at DESC, g.name LIMIT ?", (-1 if limit is None else limit,))
     tags = await _tags_for(db, [r["id"] for r in rows])
     return [_group(r, tags[r["id"]]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteListing:
+    """A peer's group as this node lists it, and when its origin last confirmed the copy."""
+
+    group: Group
+    confirmed_at: str
+
+
+async def remote_listing(db: Database, slug: str) -> RemoteListing | None:
+    """The federated group at ``slug``; None if there is none or an admin hid it."""
+    row = await db.fetchone(
+        "SELECT g.*, coalesce(g.confirmed_at, g.updated_at) AS confirmed FROM groups g"
+        f" WHERE g.slug = ? AND g.origin IS NOT NULL AND g.visibility = 'public' AND {LISTED}",
+        (slug,))
+    if row is None:
+        return None
+    return RemoteListing(_group(row, (await _tags_for(db, [row["id"]]))[row["id"]]),
+                         row["confirmed"])

@@ -1,10 +1,12 @@
 """Who is asking: the session's account, logging in and out, role checks."""
 from __future__ import annotations
 
+import hmac
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from node.domain import Account, Group, Membership, Visibility
+from node.domain import Account, Group, JoinPolicy, Membership, Visibility
 from node.storage import accounts, groups
 
 SESSION_KEY = "sid"
@@ -63,6 +65,13 @@ def can_view(group: Group, account: Account | None, membership: Membership | Non
     return bool(account and (account.is_admin or (membership and membership.is_active)))
 
 
+def holds_invite(group: Group, code: str) -> bool:
+    """Whether ``code`` is the invite code of a group joined by invite."""
+    expected = group.invite_code or ""
+    return (group.join_policy is JoinPolicy.INVITE and bool(code) and bool(expected)
+            and hmac.compare_digest(code.encode(), expected.encode()))
+
+
 def can_manage(account: Account | None, membership: Membership | None) -> bool:
     """Facilitators run their group; admins may step in."""
     return bool(account and (account.is_admin or (membership and membership.is_facilitator)))
@@ -72,8 +81,13 @@ def is_member(membership: Membership | None) -> bool:
     return bool(membership and membership.is_active)
 
 
-async def visible_group(request: Request, slug: str) -> tuple[Group, Account | None, Membership | None]:
-    """The group, the viewer and their membership; 404 if the viewer may not see it."""
+async def visible_group(
+    request: Request, slug: str, invite_code: str = ""
+) -> tuple[Group, Account | None, Membership | None]:
+    """The group, the viewer and their membership; 404 if the viewer may not see it.
+
+    Whoever holds a private group's invite code sees it too, to join it.
+    """
     db = request.state.db
     group = await groups.get_group(db, slug)
     account = await current_account(request)
@@ -82,7 +96,7 @@ async def visible_group(request: Request, slug: str) -> tuple[Group, Account | N
     if group.suspended and not (account and account.is_admin):
         raise HTTPException(404)
     membership = await groups.get_membership(db, group.id, account.id) if account else None
-    if not can_view(group, account, membership):
+    if not (can_view(group, account, membership) or holds_invite(group, invite_code)):
         raise HTTPException(404)
     return group, account, membership
 

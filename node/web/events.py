@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from node.db import Database
 from node.domain import (
     Account,
     Event,
@@ -19,7 +18,6 @@ from node.domain import (
     Membership,
     Occurrence,
     OccurrenceChange,
-    occurrence_key,
 )
 from node.forms import (
     REPEATS,
@@ -30,7 +28,7 @@ from node.forms import (
     text,
     timezone_names,
 )
-from node.recurrence import expand, is_series_slot, localize
+from node.recurrence import is_series_slot
 from node.storage import events as store
 from node.storage.groups import get_group_by_id
 from node.web.auth import (
@@ -40,55 +38,20 @@ from node.web.auth import (
     require_account,
     visible_group,
 )
+from node.web.federated import meeting_page
+from node.web.occurrences import (
+    occurrence_at,
+    others_coming_up,
+    requested_occurrence,
+    slot_of,
+)
 from node.web.templating import render
 
 DEFAULT_TIMEZONE = "Europe/London"
-OTHER_OCCURRENCES = 5
 
 
 def form_choices() -> dict[str, Any]:
     return {"formats": list(Format), "timezones": timezone_names(), "repeats": REPEATS}
-
-
-# Finding occurrences --------------------------------------------------------
-
-def slot_of(key: str) -> datetime | None:
-    try:
-        return store.parse_local(key)
-    except ValueError:
-        return None
-
-
-async def occurrence_at(db: Database, event: Event, key: str) -> Occurrence | None:
-    """The occurrence in the series slot ``key`` names (cancelled ones flagged), or None."""
-    slot = slot_of(key)
-    if slot is None or not is_series_slot(event.starts_at, event.rrule, slot):
-        return None
-    changes = [c for c in await store.changes_of(db, event.id) if c.original_start == slot]
-    moved_to = changes[0].starts_at if changes else None
-    start = localize(moved_to or slot, event.tz)
-    found = expand(
-        event_id=event.id, starts_at=event.starts_at, duration_minutes=event.duration_minutes,
-        timezone=event.timezone, rrule=event.rrule, changes=changes,
-        window_start=start, window_end=start + timedelta(minutes=1), include_cancelled=True,
-    )
-    return next((o for o in found if o.original_start == slot), None)
-
-
-async def coming_up(db: Database, event: Event, now: datetime) -> list[Occurrence]:
-    """Occurrences not yet over, soonest first, cancelled ones flagged."""
-    found = await store.occurrences_of(db, event, now - timedelta(days=1),
-                                       now + store.HORIZON_AHEAD, include_cancelled=True)
-    return [o for o in found if o.end > now]
-
-
-async def default_occurrence(db: Database, event: Event, now: datetime) -> Occurrence | None:
-    """The next meeting still to happen; else the series' first."""
-    ahead = await coming_up(db, event, now)
-    held = [o for o in ahead if not o.cancelled]
-    if held or ahead:
-        return (held or ahead)[0]
-    return await occurrence_at(db, event, occurrence_key(event.starts_at))
 
 
 # Who may see and run a meeting -------------------------------------------
@@ -178,9 +141,7 @@ async def _render_event(
     now = datetime.now(UTC)
     manage = can_manage(account, membership)
     key = occurrence.key if occurrence else ""
-    others = [] if event.cancelled else [
-        o for o in await coming_up(db, event, now) if o.key != key and not o.cancelled
-    ][:OTHER_OCCURRENCES]
+    others = await others_coming_up(db, event, key, now, with_cancelled=False)
     return await render(request, "event.html", {
         "event": event,
         "group": group,
@@ -201,14 +162,11 @@ async def _render_event(
 
 
 async def show(request: Request) -> Response:
-    event, group, account, membership = await visible_event(request)
-    on = request.query_params.get("on")
-    if on is None:
-        occurrence = await default_occurrence(request.state.db, event, datetime.now(UTC))
-    else:
-        occurrence = await occurrence_at(request.state.db, event, on)
-        if occurrence is None:
-            raise HTTPException(404, "This meeting series has no meeting at that time.")
+    event, group = await _event_and_group(request)
+    if not group.is_local:  # a peer's meeting: answered on its own node
+        return await meeting_page(request, event.id)
+    group, account, membership = await visible_group(request, group.slug)
+    occurrence = await requested_occurrence(request, event)
     return await _render_event(request, event, group, account, membership, occurrence)
 
 

@@ -1,8 +1,8 @@
 """Group pages: create, show, edit, join, leave and manage members."""
 from __future__ import annotations
 
-import hmac
 from dataclasses import fields
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -10,10 +10,13 @@ from starlette.responses import RedirectResponse, Response
 
 from node.domain import (
     ACCESSIBILITY,
+    Account,
     Cost,
     Format,
+    Group,
     GroupDraft,
     JoinPolicy,
+    Membership,
     MembershipStatus,
     Role,
     Visibility,
@@ -23,11 +26,14 @@ from node.storage import groups as store
 from node.storage.events import upcoming_meetings
 from node.web.auth import (
     can_manage,
+    can_view,
+    holds_invite,
     is_member,
     managed_group,
     require_account,
     visible_group,
 )
+from node.web.federated import group_page
 from node.web.templating import render
 
 FORM_CHOICES = {
@@ -77,42 +83,56 @@ async def edit(request: Request) -> Response:
 
 
 async def show(request: Request) -> Response:
-    group, account, membership = await visible_group(request, request.path_params["slug"])
+    slug = request.path_params["slug"]
+    if store.is_remote_slug(slug):  # a peer's group: joined on its own node
+        return await group_page(request)
+    invite = request.query_params.get("invite", "")
+    group, account, membership = await visible_group(request, slug, invite)
+    return await _group_page(request, group, account, membership,
+                             values={"invite_code": invite} if invite else {})
+
+
+async def _group_page(
+    request: Request,
+    group: Group,
+    account: Account | None,
+    membership: Membership | None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     db = request.state.db
-    meetings = await upcoming_meetings(db, group_id=group.id, listed_only=False, limit=12)
+    # A private group seen by its invite code alone: the listing and the join form only.
+    invited = not can_view(group, account, membership)
+    meetings = [] if invited else await upcoming_meetings(db, group_id=group.id,
+                                                          listed_only=False, limit=12)
     return await render(request, "group.html", {
         "group": group,
         "membership": membership,
         "is_member": is_member(membership),
         "can_manage": can_manage(account, membership),
+        "invited": invited,
         "member_count": await store.member_count(db, group.id),
         "meetings": meetings,
-        "errors": {},
-    })
+        "errors": errors or {},
+        "values": values or {},
+    }, status=status)
 
 
 async def join(request: Request) -> Response:
-    group, account, membership = await visible_group(request, request.path_params["slug"])
-    account = await require_account(request)
     form = await request.form()
+    code = text(form, "invite_code")
+    group, account, membership = await visible_group(request, request.path_params["slug"], code)
+    account = await require_account(request)
     errors: dict[str, str] = {}
     if membership is not None:
         return RedirectResponse(f"/groups/{group.slug}", status_code=303)
     if group.agreements and form.get("accept_agreements") != "yes":
         errors["accept_agreements"] = "Read the group agreements and tick the box to accept them."
-    if group.join_policy is JoinPolicy.INVITE and not hmac.compare_digest(
-        text(form, "invite_code").encode(), (group.invite_code or "").encode()
-    ):
+    if group.join_policy is JoinPolicy.INVITE and not holds_invite(group, code):
         errors["invite_code"] = "This invite code is not right. Ask a facilitator for the code."
     if errors:
-        db = request.state.db
-        return await render(request, "group.html", {
-            "group": group, "membership": None, "is_member": False,
-            "can_manage": can_manage(account, None),
-            "member_count": await store.member_count(db, group.id),
-            "meetings": await upcoming_meetings(db, group_id=group.id, listed_only=False),
-            "errors": errors, "values": form_values(form),
-        }, status=400)
+        return await _group_page(request, group, account, None, errors, form_values(form), 400)
     status = (MembershipStatus.PENDING if group.join_policy is JoinPolicy.APPROVAL
               else MembershipStatus.ACTIVE)
     await store.add_membership(request.state.db, group.id, account.id, status)
@@ -160,7 +180,10 @@ async def members(request: Request) -> Response:
             status = 409
         else:
             return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)
+    invite_link = (f"{request.state.config.public_url}/groups/{group.slug}?"
+                   + urlencode({"invite": group.invite_code})
+                   if group.join_policy is JoinPolicy.INVITE and group.invite_code else "")
     return await render(request, "group_members.html", {
         "group": group, "members": await store.list_members(db, group.id),
-        "me": account, "messages": messages,
+        "me": account, "messages": messages, "invite_link": invite_link,
     }, status=status)
