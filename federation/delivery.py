@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from federation import store
+from federation.addresses import url_host
 from federation.fetch import Fetcher, FetchError, host_of
 from federation.retry import Answer, next_attempt, sort_answer
 from federation.signatures import SignedAuth
@@ -134,7 +135,7 @@ class DeliveryWorker:
                     await self._hold(inbox, rows[index + 1:], attempt.hold_until, attempt)
                     break
             if sent:
-                await store.note_success(self._db, inbox)
+                await store.note_success(self._db, inbox, url_host(inbox))
                 if not held:  # a held peer recovers by itself on its first success
                     await store.make_inbox_due(self._db, inbox)
         except Exception:

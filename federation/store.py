@@ -141,10 +141,11 @@ async def set_follower(db: Database, host: str, state: str,
         )
 
 
-async def note_success(db: Database, inbox: str) -> None:
+async def note_success(db: Database, inbox: str, host: str) -> None:
+    """A delivery to ``inbox`` (the peer's shared inbox, or an actor's on ``host``) went."""
     async with db.transaction() as conn:
-        await conn.execute("UPDATE peers SET last_success_at = ? WHERE inbox = ?",
-                           (timestamp(), inbox))
+        await conn.execute("UPDATE peers SET last_success_at = ? WHERE inbox = ? OR host = ?",
+                           (timestamp(), inbox, host))
 
 
 async def follower_inboxes(db: Database) -> list[str]:

@@ -122,6 +122,13 @@ def test_follow_approve_reject_and_backfill(network):
     page = httpx.get(f"{a.url}/groups?origin=federated").text
     assert all(name.replace("'", "&#39;") in page for name in public)
     assert f"listed by <strong>{b.host}</strong>" in page
+    # Each peer's last successful delivery and last inbound activity, as the admin sees them.
+    header, *rows = [line.split() for line in a.cli("peers", "list").splitlines()
+                     if line.startswith(("PEER", b.host))]
+    assert header[:6] == ["PEER", "WE", "FOLLOW", "FOLLOWS", "US", "LAST"]
+    [(host, following, _, delivered, heard, *_)] = rows
+    assert (host, following) == (b.host, "accepted")
+    assert delivered.startswith("20") and heard.startswith("20"), rows
 
 
 def _public_group_id(b: Node) -> int:

@@ -351,7 +351,7 @@ def test_nodeinfo_21_has_every_required_field_and_no_identities(listings, visito
 
 def test_group_url_serves_the_actor_to_activitypub_and_html_to_browsers(listings, visitor):
     anyone = visitor()
-    for headers in (LD, AP):
+    for headers in (LD, AP, {"Accept": "application/json"}):  # plain JSON, as Mastodon answers
         r = anyone.get(f"/groups/{listings.public}", headers=headers)
         assert r.status_code == 200
         assert r.headers["content-type"].split(";")[0] == AP_TYPE
@@ -377,6 +377,12 @@ def test_group_url_serves_the_actor_to_activitypub_and_html_to_browsers(listings
     assert "<h1" in page.text and "Tuesday Grief Circle" in page.text
     assert anyone.get(f"/groups/{listings.public}").headers["content-type"].startswith(
         "text/html")
+    # A browser that also takes JSON still gets the page.
+    both = anyone.get(f"/groups/{listings.public}",
+                      headers={"Accept": "text/html,application/json;q=0.9,*/*;q=0.8"})
+    assert both.headers["content-type"].startswith("text/html")
+    meeting = ap_get(anyone, f"/events/{listings.event}", {"Accept": "application/json"})
+    assert meeting["type"] == "Event"
 
 
 def test_private_and_unlisted_groups_and_their_meetings_are_404_to_activitypub(listings,
