@@ -245,3 +245,33 @@ def test_series_stored_before_the_horizon_was_tracked_are_expanded_at_the_next_s
             await db.close()
 
     assert asyncio.run(run()) > 50  # a year of weekly meetings
+
+
+def test_a_deleted_remote_listing_leaves_no_raw_activity_about_it(tmp_path):
+    """Waiting activities about it are erased with it; others, and applied ones' ids, stay."""
+    group_ap_id = "https://peer.example/groups/circle"
+
+    async def run():
+        db = Database(tmp_path / "n.db")
+        await db.open()
+        try:
+            await remote.upsert_remote_group(db, origin="peer.example", ap_id=group_ap_id,
+                                             url=group_ap_id, username="circle", draft=draft())
+            now = stamp(datetime.now(UTC))
+            for activity_id, body in (
+                    ("https://peer.example/a/1", f'{{"object": {{"id": "{group_ap_id}",'
+                                                 ' "name": "Circle of Secrets"}}'),
+                    ("https://peer.example/a/2", '{"object": "https://peer.example/groups/other"}')):
+                await db.write("INSERT INTO inbox_items (activity_id, actor, host, type, body,"
+                               " received_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (activity_id, group_ap_id, "peer.example", "Update", body, now,
+                                now))
+            assert await remote.delete_remote(db, group_ap_id, "peer.example")
+            return await db.fetchall("SELECT activity_id, state, body FROM inbox_items"
+                                     " ORDER BY activity_id")
+        finally:
+            await db.close()
+
+    erased, other = asyncio.run(run())
+    assert (erased["state"], erased["body"]) == ("ignored", "")
+    assert other["state"] == "received" and "groups/other" in other["body"]
