@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from datetime import date, datetime, timedelta
 from email.utils import formatdate
 from pathlib import Path
@@ -93,6 +94,26 @@ def draft(**overrides: object) -> GroupDraft:
     )
     values.update(overrides)
     return GroupDraft(**values)
+
+
+async def publish_listing(db: Any, listing: GroupDraft,
+                          *series: Any) -> tuple[int, list[int]]:
+    """A local group by a new facilitator, with meeting series: (group id, series ids)."""
+    from node.storage import accounts, events, groups
+
+    host = await accounts.create_account(db, email=None, display_name="Host",
+                                         password_hash=None)
+    group = await groups.get_group(db, await groups.create_group(db, listing, host))
+    return group.id, [await events.create_event(db, group.id, s) for s in series]
+
+
+async def set_visibility(db: Any, group_id: int, visibility: Visibility) -> None:
+    """A facilitator's edit of a group's visibility, and nothing else."""
+    from node.storage import groups
+
+    group = await groups.get_group_by_id(db, group_id)
+    listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
+    await groups.update_group(db, group_id, replace(listing, visibility=visibility))
 
 
 def free_port(host: str = "127.0.0.1") -> int:

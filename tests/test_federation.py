@@ -35,7 +35,7 @@ from node.domain import (
     Visibility,
 )
 from node.storage import accounts, events, groups
-from tests.helpers import draft, free_port, serving, wait_for
+from tests.helpers import draft, free_port, publish_listing, serving, set_visibility, wait_for
 
 AP = {"Accept": "application/activity+json"}
 SECRETS = ("zelda.secretname@example.org", "Zelda Secretname", "private-room-7731")
@@ -271,17 +271,10 @@ def test_a_peer_down_for_a_while_misses_nothing(tmp_path, network):
     start = (datetime.now(UTC) + timedelta(days=5)).replace(minute=0, second=0, microsecond=0,
                                                             tzinfo=None)
 
-    async def publish(db: Database) -> None:
-        host_id = await accounts.create_account(db, email=None, display_name="Host",
-                                                password_hash=None)
-        slug = await groups.create_group(db, draft(name="Queued Group"), host_id)
-        group = await groups.get_group(db, slug)
-        for n in range(3):
-            await events.create_event(db, group.id, EventDraft(
-                title=f"Queued meeting {n}", description="", starts_at=start + timedelta(days=n),
-                duration_minutes=60, timezone="UTC", rrule=None, format=Format.IN_PERSON))
-
-    a.run(publish)
+    a.run(lambda db: publish_listing(db, draft(name="Queued Group"), *(EventDraft(
+        title=f"Queued meeting {n}", description="", starts_at=start + timedelta(days=n),
+        duration_minutes=60, timezone="UTC", rrule=None, format=Format.IN_PERSON)
+        for n in range(3))))
     inbox = f"{d.url}/inbox"
     wait_for(lambda: a.query("SELECT count(*) FROM deliveries WHERE inbox = ? AND attempts > 0"
                              " AND state = 'queued'", (inbox,))[0][0] >= 1,
@@ -302,26 +295,13 @@ def test_a_group_made_private_leaves_no_copy_on_the_follower(network):
     start = (datetime.now(UTC) + timedelta(days=4)).replace(minute=0, second=0, microsecond=0,
                                                             tzinfo=None)
 
-    async def publish(db: Database) -> int:
-        host = await accounts.create_account(db, email=None, display_name="Host",
-                                             password_hash=None)
-        slug = await groups.create_group(db, draft(name="Retracted Circle"), host)
-        group = await groups.get_group(db, slug)
-        await events.create_event(db, group.id, EventDraft(
-            title="Retracted meeting", description="", starts_at=start, duration_minutes=60,
-            timezone="UTC", rrule="FREQ=WEEKLY", format=Format.IN_PERSON))
-        return group.id
-
-    group_id = b.run(publish)
+    group_id, _ = b.run(lambda db: publish_listing(db, draft(name="Retracted Circle"), EventDraft(
+        title="Retracted meeting", description="", starts_at=start, duration_minutes=60,
+        timezone="UTC", rrule="FREQ=WEEKLY", format=Format.IN_PERSON)))
     wait_for(lambda: a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'")
              == [(1,)], "the group and its meeting on A")
 
-    async def make_private(db: Database) -> None:
-        group = await groups.get_group_by_id(db, group_id)
-        listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
-        await groups.update_group(db, group_id, replace(listing, visibility=Visibility.PRIVATE))
-
-    b.run(make_private)
+    b.run(lambda db: set_visibility(db, group_id, Visibility.PRIVATE))
     wait_for(lambda: "Retracted Circle" not in federated_names(a, b.host), "the Delete on A")
     assert a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'") == [(0,)]
     assert a.query("SELECT count(*) FROM occurrences o LEFT JOIN events e ON e.id = o.event_id"
@@ -329,12 +309,8 @@ def test_a_group_made_private_leaves_no_copy_on_the_follower(network):
     assert a.query("SELECT count(*) FROM inbox_items WHERE body LIKE '%Retracted%'") == [(0,)]
     assert "Retracted" not in httpx.get(f"{a.url}/groups?origin=federated").text
 
-    async def make_public(db: Database) -> None:
-        group = await groups.get_group_by_id(db, group_id)
-        listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
-        await groups.update_group(db, group_id, replace(listing, visibility=Visibility.PUBLIC))
-
-    b.run(make_public)  # public again: the group and its meeting are published anew
+    # Public again: the group and its meeting are published anew.
+    b.run(lambda db: set_visibility(db, group_id, Visibility.PUBLIC))
     wait_for(lambda: a.query("SELECT count(*) FROM events WHERE title = 'Retracted meeting'")
              == [(1,)], "the group and its meeting back on A")
 

@@ -14,8 +14,8 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import icalendar
 import httpx
+import icalendar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,9 +39,9 @@ from node.domain import (
     OccurrenceChange,
     Visibility,
 )
-from node.storage import accounts, events, groups
+from node.storage import events, groups
 from tests.helpers import draft as _draft
-from tests.helpers import wait_for
+from tests.helpers import publish_listing, wait_for
 from tests.test_federation import Node, node
 
 PEM = public_pem(generate_key())
@@ -182,15 +182,12 @@ def pair(tmp_path_factory) -> tuple[Node, Node]:
 def _publish(b: Node, draft: GroupDraft, series: EventDraft,
              changes: list[OccurrenceChange], cancelled: bool) -> tuple[int, int]:
     async def work(db: Database) -> tuple[int, int]:
-        host = await accounts.create_account(db, email=None, display_name="Host",
-                                             password_hash=None)
-        group = await groups.get_group(db, await groups.create_group(db, draft, host))
-        event_id = await events.create_event(db, group.id, series)
+        group_id, [event_id] = await publish_listing(db, draft, series)
         for change in changes:
             await events.change_occurrence(db, event_id, change)
         if cancelled:
             await events.set_cancelled(db, event_id, True)
-        return group.id, event_id
+        return group_id, event_id
     return b.run(work)
 
 
