@@ -177,11 +177,6 @@ class Group:
     def is_local(self) -> bool:
         return self.origin is None
 
-    @property
-    def page(self) -> str:
-        """Where people read more and join: here, or on the group's own node."""
-        return f"/groups/{self.slug}" if self.origin is None else (self.url or "")
-
 
 @dataclass(frozen=True, slots=True)
 class Membership:
