@@ -1,6 +1,7 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import queue
@@ -24,7 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 from starlette.applications import Starlette
 
+from node.db import Database
 from node.domain import Cost, Format, GroupDraft, JoinPolicy, Visibility
+from node.storage import accounts, events, groups
 
 
 def group_form(**overrides: object) -> dict[str, object]:
@@ -96,21 +99,29 @@ def draft(**overrides: object) -> GroupDraft:
     return GroupDraft(**values)
 
 
-async def publish_listing(db: Any, listing: GroupDraft,
+def run_on(path: Path, work: Callable[[Database], Any]) -> Any:
+    """Run ``work(db)`` on the node database at ``path``, beside the node using it."""
+    async def go() -> Any:
+        db = Database(path)
+        await db.open()
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+    return asyncio.run(go())
+
+
+async def publish_listing(db: Database, listing: GroupDraft,
                           *series: Any) -> tuple[int, list[int]]:
     """A local group by a new facilitator, with meeting series: (group id, series ids)."""
-    from node.storage import accounts, events, groups
-
     host = await accounts.create_account(db, email=None, display_name="Host",
                                          password_hash=None)
     group = await groups.get_group(db, await groups.create_group(db, listing, host))
     return group.id, [await events.create_event(db, group.id, s) for s in series]
 
 
-async def set_visibility(db: Any, group_id: int, visibility: Visibility) -> None:
+async def set_visibility(db: Database, group_id: int, visibility: Visibility) -> None:
     """A facilitator's edit of a group's visibility, and nothing else."""
-    from node.storage import groups
-
     group = await groups.get_group_by_id(db, group_id)
     listing = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
     await groups.update_group(db, group_id, replace(listing, visibility=visibility))

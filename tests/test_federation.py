@@ -7,7 +7,6 @@ served A is checked for member data.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
@@ -35,7 +34,15 @@ from node.domain import (
     Visibility,
 )
 from node.storage import accounts, events, groups
-from tests.helpers import draft, free_port, publish_listing, serving, set_visibility, wait_for
+from tests.helpers import (
+    draft,
+    free_port,
+    publish_listing,
+    run_on,
+    serving,
+    set_visibility,
+    wait_for,
+)
 
 AP = {"Accept": "application/activity+json"}
 SECRETS = ("zelda.secretname@example.org", "Zelda Secretname", "private-room-7731")
@@ -62,14 +69,7 @@ class Node:
             conn.close()
 
     def run(self, work: Callable[[Database], Any]) -> Any:
-        async def go():
-            db = Database(self.data / "grassroots.db")
-            await db.open()
-            try:
-                return await work(db)
-            finally:
-                await db.close()
-        return asyncio.run(go())
+        return run_on(self.data / "grassroots.db", work)
 
 
 @contextmanager

@@ -44,7 +44,9 @@ from federation.signatures import (
 from node.app import create_app
 from node.cli import initialise
 from node.config import load_config
+from node.db import Database
 from node.domain import NodeSettings, RegistrationMode
+from node.storage import groups
 from node.storage.settings import save_settings
 from tests import helpers
 from tests.conftest import Browser
@@ -693,6 +695,36 @@ def test_mastodon_follower_gets_accepted_then_meetings_then_undoes(dev_node, mas
         assert delivered.algorithm == "rsa-sha256"
         assert {"(request-target)", "host", "date", "digest"} <= set(delivered.signed)
         assert delivered.content_type.split(";")[0] == AP_TYPE
+
+
+def test_a_deleted_group_still_signs_its_delete_to_its_mastodon_follower(dev_node, mastodon):
+    """Its followers' rows go with the group; its Delete still reaches everyone who was sent
+    anything of it, signed with the key the follower knows."""
+    client, admin, data = dev_node
+    slug = create_group(admin)
+    group = ap_get(client, f"/groups/{slug}")
+    mastodon.keys[group["publicKey"]["id"]] = group["publicKey"]["publicKeyPem"]
+    follow = {"@context": "https://www.w3.org/ns/activitystreams",
+              "id": f"{mastodon.base}/5d1e-follow", "type": "Follow",
+              "actor": mastodon.actor, "object": group["id"]}
+    assert signed_post(client, f"/groups/{slug}/inbox", follow).status_code == 202
+    wait_for(lambda: mastodon.find(lambda a: a["type"] == "Accept"), "the group's Accept")
+    event_id = schedule(admin, slug)
+    wait_for(lambda: mastodon.find(lambda a: a["type"] == "Create"
+                                   and a["object"].get("type") == "Note"), "the meeting's Note")
+
+    async def delete(db: Database) -> None:
+        await groups.delete_group(db, await db.fetchval(
+            "SELECT id FROM groups WHERE slug = ?", (slug,)))
+    helpers.run_on(data / "grassroots.db", delete)
+
+    gone = wait_for(lambda: mastodon.find(lambda a: a["type"] == "Delete"
+                                          and a["object"].get("id") == group["id"]),
+                    "the group's Delete at its follower")
+    assert gone.verified, gone.reason
+    assert gone.key_id == group["publicKey"]["id"] and gone.body["actor"] == group["id"]
+    for url in (f"/groups/{slug}", f"/events/{event_id}", f"/events/{event_id}/note"):
+        assert client.get(url, headers=AP).status_code == 404, url
 
 
 # 5. /admin/peers --------------------------------------------------------------------------
