@@ -35,7 +35,9 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     enable_async=True,
+    extensions=["jinja2.ext.i18n"],
 )
+environment.install_null_translations(newstyle=True)
 environment.filters["markdown"] = render_markdown
 environment.filters["label"] = label
 environment.filters["when"] = _when
