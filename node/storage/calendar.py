@@ -1,0 +1,113 @@
+"""The node's calendar: occurrences of the listed meetings the directory's filters match."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+
+from node.db import Database, parse_stamp, stamp
+from node.domain import Account, DirectoryQuery
+from node.storage.events import (
+    LISTED_EVENT,
+    MEETING_COLUMNS,
+    MOVED_JOIN,
+    UpcomingMeeting,
+    upcoming_meeting,
+)
+from node.storage.groups import LISTED_OCCURRENCE, directory_filter, fts_query
+
+# A day in any zone lies within this of the same UTC day (UTC-12 to UTC+14).
+ZONE_REACH = timedelta(days=1)
+# Up to this many matching groups, reading each one's occurrences beats walking the
+# window's occurrences in time order (measured at 10,000 groups, 100,000 meetings).
+FEW_GROUPS = 500
+
+
+def _groups(query: DirectoryQuery, viewer: Account | None) -> tuple[list[str], list[object]]:
+    """The directory's conditions on ``g`` (its dates are the calendar's window instead),
+    its free text as one more."""
+    where, params = directory_filter(replace(query, date_from="", date_to=""), viewer)
+    match = fts_query(query.q)
+    if match:
+        where.append("g.id IN (SELECT rowid FROM groups_fts WHERE groups_fts MATCH ?)")
+        params.append(match)
+    return where, params
+
+
+async def _scope(db: Database, query: DirectoryQuery,
+                 viewer: Account | None) -> tuple[str, list[object]]:
+    """SQL for occurrences starting in [?, ?) of the groups the search keeps, but the
+    meetings an admin hid, soonest first, at most ?; and its parameters but those three."""
+    where, params = _groups(query, viewer)
+    condition = " AND ".join(where)
+    few = await db.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?)",
+        [*params, FEW_GROUPS + 1]) <= FEW_GROUPS
+    source = ("groups g CROSS JOIN occurrences o INDEXED BY occurrences_group"
+              " ON o.group_id = g.id" if few else
+              "occurrences o INDEXED BY occurrences_time CROSS JOIN groups g ON g.id = o.group_id")
+    sql = (f"SELECT {MEETING_COLUMNS} FROM {source} JOIN events e ON e.id = o.event_id"
+           f" {MOVED_JOIN} WHERE {condition} AND {LISTED_EVENT} AND {LISTED_OCCURRENCE}"
+           " AND o.starts_utc >= ? AND o.starts_utc < ?"
+           " ORDER BY o.starts_utc, g.name, o.event_id LIMIT ?")
+    return sql, params
+
+
+async def meetings_between(
+    db: Database, query: DirectoryQuery, viewer: Account | None,
+    start: datetime, end: datetime, limit: int,
+) -> list[UpcomingMeeting]:
+    """The first ``limit`` occurrences (cancelled ones marked) starting in [start, end)."""
+    sql, params = await _scope(db, query, viewer)
+    rows = await db.fetchall(sql, [*params, stamp(start), stamp(end), limit])
+    return [upcoming_meeting(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingDays:
+    """Occurrences by the date they start on in their own zone; ``more``: days that hold
+    more than were read."""
+
+    days: dict[date, list[UpcomingMeeting]] = field(default_factory=dict)
+    more: set[date] = field(default_factory=set)
+
+
+def local_day(meeting: UpcomingMeeting) -> date:
+    return parse_stamp(meeting.starts_utc).astimezone(meeting.event.tz).date()
+
+
+async def meetings_by_day(
+    db: Database, query: DirectoryQuery, viewer: Account | None,
+    first: date, last: date, per_day: int,
+) -> MeetingDays:
+    """The occurrences of the days ``first`` to ``last``, at most about ``per_day`` a day.
+
+    One statement: a bounded read per UTC day, so a busy month costs ``per_day`` rows a
+    day, not every meeting of the month.
+    """
+    sql, params = await _scope(db, query, viewer)
+    utc_days = [first - ZONE_REACH + timedelta(days=n)
+                for n in range((last - first).days + 1 + 2 * ZONE_REACH.days)]
+    one = f"SELECT * FROM ({sql})"
+    values: list[object] = []
+    for day in utc_days:
+        start = datetime.combine(day, time(), UTC)
+        values += [*params, stamp(start), stamp(start + timedelta(days=1)), per_day + 1]
+    rows = await db.fetchall(" UNION ALL ".join([one] * len(utc_days)), values)
+    read: dict[date, int] = defaultdict(int)
+    days: dict[date, list[UpcomingMeeting]] = defaultdict(list)
+    for row in rows:
+        meeting = upcoming_meeting(row)
+        read[parse_stamp(meeting.starts_utc).date()] += 1
+        day = local_day(meeting)
+        if first <= day <= last:
+            days[day].append(meeting)
+    more = {day for day, count in read.items() if count > per_day and first <= day <= last}
+    return MeetingDays(dict(days), more)
+
+
+async def matching_group_ids(db: Database, query: DirectoryQuery) -> set[int]:
+    """The public listed groups a saved search (a subscription) matches."""
+    where, params = _groups(query, None)
+    rows = await db.fetchall(f"SELECT g.id FROM groups g WHERE {' AND '.join(where)}", params)
+    return {row[0] for row in rows}
