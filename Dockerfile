@@ -2,10 +2,14 @@ FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
+# A Unicode font for the PDF flyers.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY node ./node
 COPY federation ./federation
 COPY templates ./templates
+COPY locales ./locales
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 1000 --home /data --shell /usr/sbin/nologin grassroots \
     && mkdir -p /data && chown grassroots /data
