@@ -24,15 +24,20 @@ from federation.documents import Urls
 from federation.fetch import Fetcher
 from node.config import Config
 from node.db import Database
+from node.i18n import N_, LanguageNegotiation, gettext
 from node.security import FailureLimiter
 from node.storage.events import refresh_occurrences
 from node.web import (
     accounts,
     admin,
+    calendar,
     directory,
+    embeds,
     events,
     feeds,
+    flyers,
     groups,
+    language,
     moderation,
     peers,
 )
@@ -52,14 +57,25 @@ ROUTES = federation_web.ROUTES + [
     Route("/groups/{slug}/report", moderation.report_group, methods=["GET", "POST"]),
     Route("/groups/{slug}/events/new", events.create, methods=["GET", "POST"]),
     Route("/groups/{slug}/events.ics", feeds.group_calendar),
+    Route("/groups/{slug}/flyer", flyers.group_flyer),
+    Route("/groups/{slug}/flyer.pdf", flyers.group_flyer_pdf),
+    Route("/groups/{slug}/embed", embeds.group_embed_help),
+    Route("/groups/{slug}/embed.html", embeds.group_embed),
+    Route("/groups/{slug}/meetings.json", embeds.group_meetings_json),
+    Route("/events", calendar.calendar_page),
     Route("/events/{id:int}", events.show),
+    Route("/events/{id:int}.ics", feeds.meeting_calendar),
     Route("/events/{id:int}/edit", events.edit, methods=["GET", "POST"]),
     Route("/events/{id:int}/occurrence", events.change_occurrence, methods=["POST"]),
     Route("/events/{id:int}/cancel", events.cancel, methods=["POST"]),
     Route("/events/{id:int}/rsvp", events.rsvp, methods=["POST"]),
     Route("/events/{id:int}/report", moderation.report_event, methods=["GET", "POST"]),
+    Route("/events/{id:int}/flyer", flyers.event_flyer),
+    Route("/events/{id:int}/flyer.pdf", flyers.event_flyer_pdf),
     Route("/events.ics", feeds.node_calendar),
     Route("/feed.atom", feeds.atom),
+    Route("/meetings.json", embeds.node_meetings_json),
+    Route("/embed/meetings.html", embeds.node_embed),
     Route("/register", accounts.register, methods=["GET", "POST"]),
     Route("/login", accounts.login, methods=["GET", "POST"]),
     Route("/login/link/{token}", accounts.login_link, methods=["GET", "POST"]),
@@ -73,6 +89,7 @@ ROUTES = federation_web.ROUTES + [
     Route("/admin/reports/{id:int}", moderation.report_action, methods=["POST"]),
     Route("/admin/listings", moderation.admin_listings, methods=["POST"]),
     Route("/admin/audit", moderation.audit),
+    Route("/language", language.choose, methods=["POST"]),
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
 ]
 
@@ -84,19 +101,21 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 
 MESSAGES = {
-    403: "You do not have permission to do this.",
-    404: "There is nothing here. The page may have moved, or you may need to log in.",
-    405: "This page does not accept that kind of request.",
+    403: N_("You do not have permission to do this."),
+    404: N_("There is nothing here. The page may have moved, or you may need to log in."),
+    405: N_("This page does not accept that kind of request."),
 }
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.detail and exc.detail not in ("Not Found", "Forbidden") else ""
+    if not detail and exc.status_code in MESSAGES:
+        detail = gettext(MESSAGES[exc.status_code])
     return await render(
         request,
         "error.html",
-        {"status": exc.status_code, "detail": detail or MESSAGES.get(exc.status_code, "")},
+        {"status": exc.status_code, "detail": detail},
         status=exc.status_code,
     )
 
@@ -147,6 +166,7 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
     middleware = [
         Middleware(federation_web.InboxFirst),
         Middleware(SecurityHeaders),
+        Middleware(LanguageNegotiation),
         Middleware(
             SessionMiddleware,
             secret_key=config.secret_key,

@@ -6,6 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from node.i18n import N_
+
 
 class Visibility(StrEnum):
     PUBLIC = "public"
@@ -74,44 +76,47 @@ class ReportState(StrEnum):
 
 
 LABELS: dict[str, str] = {
-    "public": "Public: listed in the directory and shared with peer nodes",
-    "unlisted": "Unlisted: reachable by its link only",
-    "private": "Private: visible to members only",
-    "open": "Open: anyone can join at once",
-    "approval": "Approval: a facilitator approves each request",
-    "invite": "Invite: joining needs the group's invite code",
-    "in_person": "In person",
-    "online": "Online",
-    "hybrid": "Hybrid",
-    "free": "Free",
-    "donation": "Donation",
-    "sliding_scale": "Sliding scale",
-    "fee": "Fee",
-    "facilitator": "Facilitator",
-    "member": "Member",
-    "harmful": "Harmful or abusive content",
-    "spam": "Spam or advertising",
-    "unsafe": "Unsafe practice (for example harmful advice or pressure)",
-    "impersonation": "Pretends to be someone else or another organisation",
-    "other": "Something else",
+    "public": N_("Public: listed in the directory and shared with peer nodes"),
+    "unlisted": N_("Unlisted: reachable by its link only"),
+    "private": N_("Private: visible to members only"),
+    "open": N_("Open: anyone can join at once"),
+    "approval": N_("Approval: a facilitator approves each request"),
+    "invite": N_("Invite: joining needs the group's invite code"),
+    "in_person": N_("In person"),
+    "online": N_("Online"),
+    "hybrid": N_("Hybrid"),
+    "free": N_("Free"),
+    "donation": N_("Donation"),
+    "sliding_scale": N_("Sliding scale"),
+    "fee": N_("Fee"),
+    "facilitator": N_("Facilitator"),
+    "member": N_("Member"),
+    "harmful": N_("Harmful or abusive content"),
+    "spam": N_("Spam or advertising"),
+    "unsafe": N_("Unsafe practice (for example harmful advice or pressure)"),
+    "impersonation": N_("Pretends to be someone else or another organisation"),
+    "other": N_("Something else"),
+    "local": N_("This node"),
+    "federated": N_("Peer nodes"),
 }
 
 # The fixed, filterable accessibility vocabulary, with the label people see.
 ACCESSIBILITY: dict[str, str] = {
-    "step_free": "Step-free access",
-    "wheelchair_toilet": "Wheelchair-accessible toilet",
-    "hearing_loop": "Hearing loop",
-    "sign_language": "Sign language interpretation",
-    "captions": "Live captions",
-    "quiet_space": "Quiet space",
-    "childcare": "Childcare",
-    "large_print": "Large-print materials",
-    "gender_neutral_toilets": "Gender-neutral toilets",
-    "scent_free": "Scent-free",
+    "step_free": N_("Step-free access"),
+    "wheelchair_toilet": N_("Wheelchair-accessible toilet"),
+    "hearing_loop": N_("Hearing loop"),
+    "sign_language": N_("Sign language interpretation"),
+    "captions": N_("Live captions"),
+    "quiet_space": N_("Quiet space"),
+    "childcare": N_("Childcare"),
+    "large_print": N_("Large-print materials"),
+    "gender_neutral_toilets": N_("Gender-neutral toilets"),
+    "scent_free": N_("Scent-free"),
 }
 
 
 def label(value: str) -> str:
+    """The English label of a value (translated where it is shown)."""
     return LABELS.get(value) or ACCESSIBILITY.get(value) or value
 
 

@@ -10,12 +10,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from node.db import parse_stamp, timestamp
 from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
+from node.text import render_markdown
 
 if TYPE_CHECKING:
     from icalendar import Event as VEvent
@@ -126,12 +128,17 @@ def _vevents(series: MeetingSeries, group: Group, public_url: str) -> list[VEven
         master.add("exdate", exdates)
     found = [master]
     for change in changes:
-        if change.cancelled or change.starts_at is None:
+        # EXDATE drops a cancelled slot everywhere; the override lets clients that show
+        # cancelled meetings mark it (RFC 5546 cancels one instance this way).
+        if change.cancelled:
+            override = _vevent(event, group, about, change.original_start, None, True)
+        elif change.starts_at is not None:
+            override = _vevent(event, group, about, change.starts_at, change.duration_minutes,
+                               event.cancelled)
+        else:
             continue
-        moved = _vevent(event, group, about, change.starts_at, change.duration_minutes,
-                        event.cancelled)
-        moved.add("recurrence-id", change.original_start.replace(tzinfo=tz))
-        found.append(moved)
+        override.add("recurrence-id", change.original_start.replace(tzinfo=tz))
+        found.append(override)
     return found
 
 
@@ -176,9 +183,11 @@ def atom_feed(
     public_url: str,
     groups: Sequence[Group],
     meetings: Sequence[UpcomingMeeting],
+    self_url: str | None = None,
 ) -> bytes:
     """The node's public groups and upcoming meetings as an Atom feed; those of its peers
-    it lists are marked by their node (author) and original page (``via``)."""
+    it lists are marked by their node (author) and original page (``via``). ``self_url``
+    is where this feed is served (a saved search has its own)."""
     host = _host(public_url)
     by_id = {group.id: group for group in groups}
     entries = [_group_entry(group, settings, public_url, host) for group in groups]
@@ -194,7 +203,7 @@ def atom_feed(
     if plain(settings.description):
         _text(feed, "subtitle", plain(settings.description))
     _text(feed, "updated", max(stamps, default=timestamp()))
-    _link(feed, "self", f"{public_url}/feed.atom", "application/atom+xml")
+    _link(feed, "self", self_url or f"{public_url}/feed.atom", "application/atom+xml")
     _link(feed, "alternate", f"{public_url}/", "text/html")
     _author(feed, settings.name)
     _text(feed, "generator", "Grassroots")
@@ -215,6 +224,7 @@ def _group_entry(group: Group, settings: NodeSettings, public_url: str, host: st
     _author(entry, group.origin or settings.name)
     _categories(entry, group)
     _text(entry, "summary", plain(group.summary) or plain(group.description))
+    _html(entry, str(render_markdown(plain(group.description))))
     return entry
 
 
@@ -231,21 +241,33 @@ def _meeting_entry(
     end = parse_stamp(meeting.ends_utc).astimezone(event.tz)
     when = f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({event.timezone})"
     listed = f" (listed by {meeting.origin})" if meeting.origin else ""
-    lines = [f"{plain(meeting.group_name)}{listed}: {when}", _location(event),
+    status = "Cancelled: " if meeting.cancelled else "Moved: " if meeting.moved else ""
+    lines = [f"{status}{plain(meeting.group_name)}{listed}: {when}", _location(event),
              plain(event.description)]
     entry = ET.Element("entry")
     _text(entry, "id", f"{meeting.ap_id}#{meeting.original_start}" if meeting.ap_id else
           f"tag:{host},{event.created_at[:10]}:event-{event.id}/{meeting.original_start}")
-    _text(entry, "title", f"{plain(event.title)} ({start:%a} {start.day} {start:%b, %H:%M})")
+    _text(entry, "title",
+          f"{status}{plain(event.title)} ({start:%a} {start.day} {start:%b, %H:%M})")
     _text(entry, "updated", event.updated_at)
-    _link(entry, "alternate", f"{public_url}/events/{event.id}", "text/html")
+    # The occurrence's own page (its key is digits, '-', 'T' and ':': no escaping).
+    _link(entry, "alternate", f"{public_url}/events/{event.id}?on={meeting.original_start}",
+          "text/html")
     if meeting.ap_id:
         _link(entry, "via", meeting.url or meeting.ap_id, "text/html")
     _author(entry, meeting.origin or settings.name)
     if group is not None:
         _categories(entry, group)
     _text(entry, "summary", "\n\n".join(line for line in lines if line))
+    _html(entry, "".join(f"<p>{escape(line)}</p>" for line in lines[:2] if line)
+          + str(render_markdown(plain(event.description))))
     return entry
+
+
+def _html(parent: ET.Element, html: str) -> None:
+    """Rendered, sanitized HTML as the entry's content (RFC 4287 type="html")."""
+    if html:
+        ET.SubElement(parent, "content", {"type": "html"}).text = html
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> None:

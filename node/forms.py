@@ -29,6 +29,8 @@ from node.domain import (
     ReportReason,
     Visibility,
 )
+from node.i18n import LANGUAGES, N_
+from node.i18n import gettext as _
 from node.recurrence import MAX_OCCURRENCES, localize
 from node.security import MIN_PASSWORD_LENGTH
 
@@ -58,17 +60,22 @@ def form_values(form: FormData) -> dict[str, Any]:
     return values
 
 
+# ``label`` below is a translated phrase naming the field as the object of a sentence
+# ("a name", "the description"); the sentences around it are translated whole.
+
 def require(errors: Errors, name: str, value: str, label: str, max_length: int) -> str:
     if not value:
-        errors[name] = f"Enter {label}."
+        errors[name] = _("Enter %(what)s.", what=label)
     elif len(value) > max_length:
-        errors[name] = f"Keep {label} to {max_length} characters or fewer (it has {len(value)})."
+        errors[name] = _("Keep %(what)s to %(max)s characters or fewer (it has %(count)s).",
+                         what=label, max=max_length, count=len(value))
     return value
 
 
 def limit(errors: Errors, name: str, value: str, label: str, max_length: int) -> str:
     if len(value) > max_length:
-        errors[name] = f"Keep {label} to {max_length} characters or fewer (it has {len(value)})."
+        errors[name] = _("Keep %(what)s to %(max)s characters or fewer (it has %(count)s).",
+                         what=label, max=max_length, count=len(value))
     return value
 
 
@@ -76,13 +83,25 @@ def choice(errors: Errors, name: str, value: str, enum: type, label: str) -> Any
     try:
         return enum(value)
     except ValueError:
-        errors[name] = f"Choose {label}."
+        errors[name] = _("Choose %(what)s.", what=label)
         return None
+
+
+# Per kind of tag: the message for a malformed one, and for too many.
+TAG_MESSAGES = {
+    "topic": (N_("“%(tag)s” is not a valid topic."), N_("Use at most %(max)s topics.")),
+    "audience": (N_("“%(tag)s” is not a valid audience."),
+                 N_("Use at most %(max)s audiences.")),
+    "language code": (N_("“%(tag)s” is not a valid language code."),
+                      N_("Use at most %(max)s language codes.")),
+}
+MAX_TAGS = 12
 
 
 def tags(errors: Errors, name: str, raw: str, label: str, pattern: re.Pattern[str],
          lower: bool = True) -> tuple[str, ...]:
     """Comma-separated tags, normalised; one bad tag names itself in the error."""
+    invalid, too_many = TAG_MESSAGES[label]
     found = []
     for part in raw.split(","):
         tag = part.strip()
@@ -91,41 +110,44 @@ def tags(errors: Errors, name: str, raw: str, label: str, pattern: re.Pattern[st
         if not tag:
             continue
         if not pattern.match(tag):
-            errors[name] = f"“{tag[:40]}” is not a valid {label}."
+            errors[name] = _(invalid, tag=tag[:40])
             return ()
         found.append(tag)
-    if len(found) > 12:
-        errors[name] = f"Use at most 12 {label}s."
+    if len(found) > MAX_TAGS:
+        errors[name] = _(too_many, max=MAX_TAGS)
     return tuple(dict.fromkeys(found))
 
 
 def parse_group_form(form: FormData) -> tuple[GroupDraft | None, Errors]:
     errors: Errors = {}
-    name = require(errors, "name", text(form, "name"), "a name", 120)
-    summary = require(errors, "summary", text(form, "summary"), "a one-line summary", 280)
-    description = limit(errors, "description", text(form, "description"), "the description", 20000)
-    agreements = limit(errors, "agreements", text(form, "agreements"), "the agreements", 10000)
-    visibility = choice(errors, "visibility", text(form, "visibility"), Visibility, "who can see the group")
-    join_policy = choice(errors, "join_policy", text(form, "join_policy"), JoinPolicy, "how people join")
-    group_format = choice(errors, "format", text(form, "format"), Format, "a format")
-    cost = choice(errors, "cost", text(form, "cost"), Cost, "a cost")
-    area = limit(errors, "area", text(form, "area"), "the area", 120)
-    address = limit(errors, "address", text(form, "address"), "the address", 300)
-    contact = limit(errors, "contact", text(form, "contact"), "the contact", 200)
+    name = require(errors, "name", text(form, "name"), _("a name"), 120)
+    summary = require(errors, "summary", text(form, "summary"), _("a one-line summary"), 280)
+    description = limit(errors, "description", text(form, "description"), _("the description"),
+                        20000)
+    agreements = limit(errors, "agreements", text(form, "agreements"), _("the agreements"), 10000)
+    visibility = choice(errors, "visibility", text(form, "visibility"), Visibility,
+                        _("who can see the group"))
+    join_policy = choice(errors, "join_policy", text(form, "join_policy"), JoinPolicy,
+                         _("how people join"))
+    group_format = choice(errors, "format", text(form, "format"), Format, _("a format"))
+    cost = choice(errors, "cost", text(form, "cost"), Cost, _("a cost"))
+    area = limit(errors, "area", text(form, "area"), _("the area"), 120)
+    address = limit(errors, "address", text(form, "address"), _("the address"), 300)
+    contact = limit(errors, "contact", text(form, "contact"), _("the contact"), 200)
     if contact and "@" in contact and not EMAIL.match(contact):
-        errors["contact"] = "Enter a valid email address, or a link, or leave it empty."
+        errors["contact"] = _("Enter a valid email address, or a link, or leave it empty.")
     topics = tags(errors, "topics", text(form, "topics"), "topic", TAG)
     audiences = tags(errors, "audiences", text(form, "audiences"), "audience", TAG)
     languages = tags(errors, "languages", text(form, "languages"), "language code",
                      LANGUAGE_TAG, lower=False)
     if not languages and "languages" not in errors:
-        errors["languages"] = "Enter at least one language, such as en or es."
+        errors["languages"] = _("Enter at least one language, such as en or es.")
     accessibility = tuple(v for v in form.getlist("accessibility") if isinstance(v, str))
     unknown = [v for v in accessibility if v not in ACCESSIBILITY]
     if unknown:
-        errors["accessibility"] = "Choose accessibility features from the list."
+        errors["accessibility"] = _("Choose accessibility features from the list.")
     if group_format in (Format.IN_PERSON, Format.HYBRID) and not area:
-        errors["area"] = "Enter the neighbourhood or city where the group meets."
+        errors["area"] = _("Enter the neighbourhood or city where the group meets.")
     if errors:
         return None, errors
     return GroupDraft(
@@ -152,10 +174,10 @@ def group_form_values(draft: GroupDraft) -> dict[str, Any]:
 def parse_registration(form: FormData) -> tuple[dict[str, str] | None, Errors]:
     errors: Errors = {}
     display_name = require(errors, "display_name", text(form, "display_name"),
-                           "a display name", 60)
+                           _("a display name"), 60)
     email = text(form, "email").lower()
     if len(email) > 254 or not EMAIL.match(email):
-        errors["email"] = "Enter a valid email address, like name@example.org."
+        errors["email"] = _("Enter a valid email address, like name@example.org.")
     password = form.get("password", "")
     password_errors = password_problems(password if isinstance(password, str) else "")
     if password_errors:
@@ -167,22 +189,23 @@ def parse_registration(form: FormData) -> tuple[dict[str, str] | None, Errors]:
 
 def password_problems(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+        return _("Use at least %(min)s characters.", min=MIN_PASSWORD_LENGTH)
     if len(password) > 1024:
-        return "Use at most 1024 characters."
+        return _("Use at most %(max)s characters.", max=1024)
     return ""
 
 
 def parse_settings(form: FormData) -> tuple[NodeSettings | None, Errors]:
     errors: Errors = {}
-    name = require(errors, "name", text(form, "name"), "the node's name", 80)
-    description = limit(errors, "description", text(form, "description"), "the description", 5000)
+    name = require(errors, "name", text(form, "name"), _("the node's name"), 80)
+    description = limit(errors, "description", text(form, "description"), _("the description"),
+                        5000)
     registration = choice(errors, "registration", text(form, "registration"),
-                          RegistrationMode, "how people register")
+                          RegistrationMode, _("how people register"))
     language = text(form, "default_language")
-    if not LANGUAGE_TAG.match(language):
-        errors["default_language"] = "Enter a language code such as en, es or pt-BR."
-    crisis = limit(errors, "crisis_notice", text(form, "crisis_notice"), "the notice", 2000)
+    if language not in LANGUAGES:
+        errors["default_language"] = _("Choose one of the listed languages.")
+    crisis = limit(errors, "crisis_notice", text(form, "crisis_notice"), _("the notice"), 2000)
     if errors:
         return None, errors
     return NodeSettings(name=name, description=description, registration=registration,
@@ -202,11 +225,11 @@ MAX_DURATION_MINUTES = 24 * 60
 MAX_CAPACITY = 10000
 # The simple repeat choices of the form, with the label people see.
 REPEATS: dict[str, str] = {
-    "none": "Does not repeat",
-    "weekly": "Every week, on the same weekday",
-    "biweekly": "Every 2 weeks, on the same weekday",
-    "monthly_weekday": "Monthly, on the same weekday of the month (e.g. the first Saturday)",
-    "monthly_day": "Monthly, on the same date",
+    "none": N_("Does not repeat"),
+    "weekly": N_("Every week, on the same weekday"),
+    "biweekly": N_("Every 2 weeks, on the same weekday"),
+    "monthly_weekday": N_("Monthly, on the same weekday of the month (e.g. the first Saturday)"),
+    "monthly_day": N_("Monthly, on the same date"),
 }
 # Meetings repeat at most daily; finer rules would flood the calendar.
 RRULE_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
@@ -239,7 +262,7 @@ def local_datetime(errors: Errors, name: str, value: str, label: str) -> datetim
         if 2000 <= moment.year <= 2100:
             return moment.replace(second=0)
         break
-    errors[name] = f"Enter {label} as a date and time, like 2026-03-03 19:00."
+    errors[name] = _("Enter %(what)s as a date and time, like 2026-03-03 19:00.", what=label)
     return None
 
 
@@ -249,7 +272,8 @@ def whole_number(errors: Errors, name: str, value: str, label: str, maximum: int
         return None
     if re.fullmatch(r"[0-9]{1,6}", value) and 1 <= int(value) <= maximum:
         return int(value)
-    errors[name] = f"Enter {label} as a whole number from 1 to {maximum}."
+    errors[name] = _("Enter %(what)s as a whole number from 1 to %(max)s.", what=label,
+                     max=maximum)
     return None
 
 
@@ -258,24 +282,25 @@ def exists_in_zone(errors: Errors, name: str, local: datetime | None, timezone: 
     if local is None:
         return
     if localize(local, zoneinfo.ZoneInfo(timezone)).replace(tzinfo=None) != local:
-        errors[name] = (f"{local:%H:%M} does not exist on that day in {timezone}: "
-                        "the clocks go forward. Choose another time.")
+        errors[name] = _("%(time)s does not exist on that day in %(zone)s: the clocks go "
+                         "forward. Choose another time.",
+                         time=local.strftime("%H:%M"), zone=timezone)
 
 
 def meeting_length(errors: Errors, form: FormData, start: datetime | None) -> int:
     """Minutes, from the duration field or else from the end time."""
     duration, ends_at = text(form, "duration"), text(form, "ends_at")
     if duration:
-        minutes = whole_number(errors, "duration", duration, "the length in minutes",
+        minutes = whole_number(errors, "duration", duration, _("the length in minutes"),
                                MAX_DURATION_MINUTES)
         return minutes or 0
     if not ends_at:
-        errors["duration"] = "Enter how many minutes the meeting lasts, or its end time."
+        errors["duration"] = _("Enter how many minutes the meeting lasts, or its end time.")
         return 0
     try:
         end_time = datetime.strptime(ends_at, "%H:%M").time()
     except ValueError:
-        errors["ends_at"] = "Enter the end time like 21:00."
+        errors["ends_at"] = _("Enter the end time like 21:00.")
         return 0
     if start is None:
         return 0
@@ -307,15 +332,15 @@ def custom_rule(errors: Errors, raw: str) -> str | None:
     """The advanced field's RRULE value, checked for shape (not yet for meaning)."""
     rule = re.sub(r"^RRULE:", "", raw.upper())
     if not RRULE_TEXT.match(rule):
-        errors["rrule"] = "Write one RRULE value without spaces, like FREQ=WEEKLY;BYDAY=TU."
+        errors["rrule"] = _("Write one RRULE value without spaces, like FREQ=WEEKLY;BYDAY=TU.")
         return None
     parts = rule_parts(rule)
     if parts.get("FREQ") not in RRULE_FREQUENCIES:
-        errors["rrule"] = "Start the rule with FREQ=DAILY, WEEKLY, MONTHLY or YEARLY."
+        errors["rrule"] = _("Start the rule with FREQ=DAILY, WEEKLY, MONTHLY or YEARLY.")
     elif "COUNT" in parts and "UNTIL" in parts:
-        errors["rrule"] = "Use COUNT or UNTIL, not both."
+        errors["rrule"] = _("Use COUNT or UNTIL, not both.")
     elif parts.get("UNTIL", "").endswith("Z"):
-        errors["rrule"] = "Write UNTIL in the meeting's local time, without a Z."
+        errors["rrule"] = _("Write UNTIL in the meeting's local time, without a Z.")
     return None if "rrule" in errors else rule
 
 
@@ -325,21 +350,22 @@ def series_end(errors: Errors, form: FormData, rule: str, start: datetime) -> st
     if not (until or count):
         return ""
     if until and count:
-        errors["until"] = "Give a last date or a number of meetings, not both."
+        errors["until"] = _("Give a last date or a number of meetings, not both.")
         return ""
     if {"UNTIL", "COUNT"} & rule_parts(rule).keys():
-        errors["until"] = "The custom rule already says when the series ends."
+        errors["until"] = _("The custom rule already says when the series ends.")
         return ""
     if count:
-        number = whole_number(errors, "count", count, "the number of meetings", MAX_OCCURRENCES)
+        number = whole_number(errors, "count", count, _("the number of meetings"),
+                              MAX_OCCURRENCES)
         return f";COUNT={number}" if number else ""
     try:
         last = datetime.strptime(until, "%Y-%m-%d").date()
     except ValueError:
-        errors["until"] = "Enter the last date like 2026-12-31."
+        errors["until"] = _("Enter the last date like 2026-12-31.")
         return ""
     if last < start.date():
-        errors["until"] = "The last date must be on or after the first meeting."
+        errors["until"] = _("The last date must be on or after the first meeting.")
         return ""
     return f";UNTIL={last:%Y%m%d}T235959"
 
@@ -349,7 +375,7 @@ def meeting_rule(errors: Errors, form: FormData, start: datetime | None) -> str 
     repeat = text(form, "repeat") or "none"
     advanced = text(form, "rrule")
     if repeat not in REPEATS:
-        errors["repeat"] = "Choose how often the meeting repeats."
+        errors["repeat"] = _("Choose how often the meeting repeats.")
         return None
     if start is None or (repeat == "none" and not advanced):
         return None
@@ -361,10 +387,10 @@ def meeting_rule(errors: Errors, form: FormData, start: datetime | None) -> str 
     try:
         first = rrulestr(f"RRULE:{rule}", dtstart=start, forceset=False).after(start, inc=True)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        errors.setdefault(field, f"This repeat rule is not valid ({exc}).")
+        errors.setdefault(field, _("This repeat rule is not valid (%(reason)s).", reason=exc))
         return None
     if first is None:
-        errors.setdefault(field, "This repeat rule gives no meetings from the start date on.")
+        errors.setdefault(field, _("This repeat rule gives no meetings from the start date on."))
     return rule
 
 
@@ -380,25 +406,26 @@ def parse_event_form(form: FormData, kept_online_url: str = "") -> tuple[EventDr
     empty because the editor (an admin who is not a member) was not shown it.
     """
     errors: Errors = {}
-    title = require(errors, "title", text(form, "title"), "a title", 120)
-    description = limit(errors, "description", text(form, "description"), "the description", 20000)
-    start = local_datetime(errors, "starts_at", text(form, "starts_at"), "the start")
+    title = require(errors, "title", text(form, "title"), _("a title"), 120)
+    description = limit(errors, "description", text(form, "description"), _("the description"),
+                        20000)
+    start = local_datetime(errors, "starts_at", text(form, "starts_at"), _("the start"))
     duration = meeting_length(errors, form, start)
     timezone = text(form, "timezone")
     if not known_timezone(timezone):
-        errors["timezone"] = "Choose a time zone from the list, such as Europe/London."
+        errors["timezone"] = _("Choose a time zone from the list, such as Europe/London.")
     elif "starts_at" not in errors:
         exists_in_zone(errors, "starts_at", start, timezone)
     rule = meeting_rule(errors, form, start)
-    event_format = choice(errors, "format", text(form, "format"), Format, "a format")
-    place = limit(errors, "place", text(form, "place"), "the place", 200)
-    address = limit(errors, "address", text(form, "address"), "the address", 300)
+    event_format = choice(errors, "format", text(form, "format"), Format, _("a format"))
+    place = limit(errors, "place", text(form, "place"), _("the place"), 200)
+    address = limit(errors, "address", text(form, "address"), _("the address"), 300)
     online_url = text(form, "online_url") or kept_online_url
     if online_url and (len(online_url) > 500 or not https_url(online_url)):
-        errors["online_url"] = "Enter a full link starting with https://."
+        errors["online_url"] = _("Enter a full link starting with https://.")
     elif not online_url and event_format in (Format.ONLINE, Format.HYBRID):
-        errors["online_url"] = "Enter the https:// link people use to join online."
-    capacity = whole_number(errors, "capacity", text(form, "capacity"), "the capacity",
+        errors["online_url"] = _("Enter the https:// link people use to join online.")
+    capacity = whole_number(errors, "capacity", text(form, "capacity"), _("the capacity"),
                             MAX_CAPACITY)
     if errors or start is None:
         return None, errors
@@ -441,10 +468,10 @@ def parse_move_form(
 ) -> tuple[OccurrenceChange | None, Errors]:
     """One occurrence moved to a new local start (and optionally a new length)."""
     errors: Errors = {}
-    start = local_datetime(errors, "new_start", text(form, "new_start"), "the new start")
+    start = local_datetime(errors, "new_start", text(form, "new_start"), _("the new start"))
     exists_in_zone(errors, "new_start", start, timezone)
     duration = whole_number(errors, "new_duration", text(form, "new_duration"),
-                            "the length in minutes", MAX_DURATION_MINUTES)
+                            _("the length in minutes"), MAX_DURATION_MINUTES)
     if errors or start is None:
         return None, errors
     return OccurrenceChange(original_start=original_start, cancelled=False, starts_at=start,
@@ -457,10 +484,10 @@ MAX_REPORT_TEXT = 2000
 def parse_report(form: FormData) -> tuple[tuple[ReportReason, str] | None, Errors]:
     """A member's report: one of the fixed reasons and a comment (needed for "other")."""
     errors: Errors = {}
-    reason = choice(errors, "reason", text(form, "reason"), ReportReason, "a reason")
-    comment = limit(errors, "comment", text(form, "comment"), "the comment", MAX_REPORT_TEXT)
+    reason = choice(errors, "reason", text(form, "reason"), ReportReason, _("a reason"))
+    comment = limit(errors, "comment", text(form, "comment"), _("the comment"), MAX_REPORT_TEXT)
     if reason is ReportReason.OTHER and not comment:
-        errors["comment"] = "Say in a few words what is wrong."
+        errors["comment"] = _("Say in a few words what is wrong.")
     if errors:
         return None, errors
     return (reason, comment), errors

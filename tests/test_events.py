@@ -289,7 +289,9 @@ def test_cancelling_one_occurrence_leaves_the_others(facilitator, run_db):
                          {"on": key(weeks[1]), "action": "cancel"})
     assert r.status_code == 303
     group_page = facilitator.get(f"/groups/{SLUG}").text
-    assert f"?on={key(weeks[1])}".replace(":", "%3A") not in group_page
+    # The cancelled meeting stays on the group page, marked as cancelled.
+    cancelled_link = f"?on={key(weeks[1])}".replace(":", "%3A")
+    assert "(cancelled)" in group_page.split(cancelled_link, 1)[1].split("</h3>", 1)[0]
     for week in (weeks[0], weeks[2], weeks[3]):
         assert f"?on={key(week)}".replace(":", "%3A") in group_page
     first_page = facilitator.get(f"/events/{event_id}").text

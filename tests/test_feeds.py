@@ -80,7 +80,7 @@ def entry_titles(feed: ET.Element) -> list[str]:
     return [e.findtext(f"{ATOM}title") for e in feed.findall(f"{ATOM}entry")]
 
 
-def test_weekly_series_is_one_vevent_with_exdate_and_a_moved_override(
+def test_weekly_series_is_one_vevent_with_exdate_and_overrides_for_moved_and_cancelled(
     visitor, make_group, run_db
 ):
     slug, (event_id,) = make_group([meeting()], name="Grief Circle")
@@ -92,9 +92,14 @@ def test_weekly_series_is_one_vevent_with_exdate_and_a_moved_override(
 
     for url in ("/events.ics", f"/groups/{slug}/events.ics"):
         found = vevents(parse_calendar(visitor().get(url)))
-        assert len(found) == 2
-        master, moved = sorted(found, key=lambda v: "RECURRENCE-ID" in v)
+        assert len(found) == 3
+        master, moved, cancelled = sorted(
+            found, key=lambda v: ("RECURRENCE-ID" in v, str(v["STATUS"]) == "CANCELLED"))
         assert str(master["UID"]) == str(moved["UID"]) == f"event-{event_id}@testserver"
+        assert str(cancelled["UID"]) == str(master["UID"])
+        assert str(cancelled["STATUS"]) == "CANCELLED" and "RRULE" not in cancelled
+        assert cancelled["RECURRENCE-ID"].dt == cancelled["DTSTART"].dt == \
+            CANCELLED_SLOT.replace(tzinfo=ZoneInfo(ZONE))
         assert master["RRULE"].to_ical() == b"FREQ=WEEKLY;BYDAY=TU"
         assert [d.dt for d in master["EXDATE"].dts] == [
             CANCELLED_SLOT.replace(tzinfo=ZoneInfo(ZONE))]
@@ -259,7 +264,8 @@ def test_atom_feed_lists_public_groups_and_upcoming_meetings(visitor, make_group
     for entry, slot in zip(meetings, expected, strict=True):
         title = entry.findtext(f"{ATOM}title")
         assert title == f"Evening circle (Tue {slot.day} {slot:%b}, 19:00)"
-        assert entry.find(f"{ATOM}link").get("href") == f"http://testserver/events/{event_id}"
+        assert entry.find(f"{ATOM}link").get("href") == \
+            f"http://testserver/events/{event_id}?on={slot:%Y-%m-%dT%H:%M}"
         assert entry.findtext(f"{ATOM}author/{ATOM}name") == "Grassroots"
         assert entry.findtext(f"{ATOM}id").endswith(f"event-{event_id}/{slot:%Y-%m-%dT%H:%M}")
     summary = meetings[0].findtext(f"{ATOM}summary")

@@ -122,7 +122,7 @@ def test_federated_group_page_shows_the_whole_listing_its_origin_and_the_way_to_
     for expected in (
         "Lantern Bereavement Circle", "Peer support after losing someone.",
         "<strong>every Thursday</strong>",  # the description is rendered as local ones are
-        "bereavement, grief", "en, fr", "Hybrid", "Kensington Market",
+        "bereavement, grief", "English, French", "Hybrid", "Kensington Market",
         "40 Baldwin Street, Toronto", "Step-free access", "Live captions", "Sliding scale",
         "lgbtq", "What is shared in the circle stays in the circle.", "circle@peer.example",
         "Approval: a facilitator approves each request",
@@ -242,8 +242,12 @@ def test_node_calendar_has_the_federated_series_beside_local_ones(
     cal = calendar_of(visitor().get("/events.ics"))
     assert [str(v["SUMMARY"]) for v in series_vevents(cal, f"event-{local_id}@testserver")] == [
         "Local meeting"]
-    master, moved = sorted(series_vevents(cal, EVENT_ID), key=lambda v: "RECURRENCE-ID" in v)
+    master, moved, cancelled = sorted(
+        series_vevents(cal, EVENT_ID),
+        key=lambda v: ("RECURRENCE-ID" in v, str(v["STATUS"]) == "CANCELLED"))
     tz = ZoneInfo(ZONE)
+    assert str(cancelled["STATUS"]) == "CANCELLED"
+    assert cancelled["RECURRENCE-ID"].dt == CANCELLED_SLOT.replace(tzinfo=tz)
     assert master["DTSTART"].params["TZID"] == ZONE
     assert master["DTSTART"].dt == FIRST.replace(tzinfo=tz)
     assert master["RRULE"].to_ical() == b"FREQ=WEEKLY;BYDAY=TH"
@@ -261,7 +265,7 @@ def test_federated_group_has_its_own_calendar(peer_listing, visitor):
     cal = calendar_of(visitor().get(f"{PAGE}/events.ics"))
     assert str(cal["X-WR-CALNAME"]) == "Lantern Bereavement Circle"
     assert {str(v["UID"]) for v in cal.walk("VEVENT")} == {EVENT_ID}
-    assert len(cal.walk("VEVENT")) == 2  # the series and its moved meeting
+    assert len(cal.walk("VEVENT")) == 3  # the series, its moved and its cancelled meeting
     assert visitor().get(f"/groups/{quote('nobody@' + ORIGIN)}/events.ics").status_code == 404
 
 

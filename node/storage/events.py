@@ -1,6 +1,7 @@
 """Meetings: series, per-occurrence changes, expanded occurrences and RSVPs."""
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,7 +78,7 @@ def _draft_values(draft: EventDraft) -> tuple:
 class Expansion:
     """A series' occurrence rows over the horizon, and when rolling it forward changes them."""
 
-    rows: list[tuple[str, str, str]]  # (original_start, starts_utc, ends_utc)
+    rows: list[tuple[str, str, str, int]]  # (original_start, starts_utc, ends_utc, cancelled)
     due: str | None  # events.horizon_due: None when no refresh changes them
 
 
@@ -100,9 +101,10 @@ def expansion(series: Event | EventDraft, cancelled: bool, changes: list[Occurre
         changes=changes,
         window_start=now - HORIZON_PAST,
         window_end=window_end + LOOKAHEAD,
+        include_cancelled=True,
     )
     kept = [o for o in found if o.start < window_end]
-    rows = [(o.key, stamp(o.start), stamp(o.end)) for o in kept]
+    rows = [(o.key, stamp(o.start), stamp(o.end), int(o.cancelled)) for o in kept]
     if series.rrule is None:
         return Expansion(rows, None)
     # Reckoned in UTC: a day added in the series' zone may be 23 or 25 hours long.
@@ -117,8 +119,8 @@ async def insert_occurrences(conn: aiosqlite.Connection,
                              expanded: list[tuple[int, int, Expansion]]) -> None:
     """Store the rows of (event id, group id, expansion) triples, in one trip."""
     await conn.executemany(
-        "INSERT INTO occurrences (event_id, group_id, original_start, starts_utc, ends_utc)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO occurrences (event_id, group_id, original_start, starts_utc, ends_utc,"
+        " cancelled) VALUES (?, ?, ?, ?, ?, ?)",
         [(event_id, group_id, *row) for event_id, group_id, found in expanded
          for row in found.rows],
     )
@@ -295,6 +297,25 @@ class UpcomingMeeting:
     origin: str | None = None  # a federated meeting's node, its id and its page there
     ap_id: str | None = None
     url: str | None = None
+    moved: bool = False  # this one occurrence, from its usual time
+    cancelled: bool = False
+
+
+# The columns ``upcoming_meeting`` reads: occurrences o, events e, groups g, and the
+# occurrence's change x (LEFT JOIN MOVED_JOIN).
+MEETING_COLUMNS = ("e.*, o.original_start, o.starts_utc, o.ends_utc, o.cancelled AS"
+                   " occurrence_cancelled, x.event_id IS NOT NULL AS occurrence_changed,"
+                   " g.slug AS group_slug, g.name AS group_name, g.origin")
+MOVED_JOIN = ("LEFT JOIN event_exceptions x ON x.event_id = o.event_id"
+              " AND x.original_start = o.original_start")
+
+
+def upcoming_meeting(r: sqlite3.Row) -> UpcomingMeeting:
+    cancelled = bool(r["occurrence_cancelled"])
+    return UpcomingMeeting(_event(r), r["original_start"], r["starts_utc"], r["ends_utc"],
+                           r["group_slug"], r["group_name"], r["origin"], r["ap_id"], r["url"],
+                           moved=bool(r["occurrence_changed"]) and not cancelled,
+                           cancelled=cancelled)
 
 
 async def upcoming_meetings(
@@ -303,16 +324,19 @@ async def upcoming_meetings(
     group_id: int | None = None,
     listed_only: bool = True,
     federated: bool = False,
+    with_cancelled: bool = False,
     limit: int = 10,
 ) -> list[UpcomingMeeting]:
     """The next occurrences from the expanded table, soonest first; none an admin hid.
 
     ``listed_only`` keeps to this node's public groups (home page, feeds), and with
     ``federated`` its peers' listed groups too; a group page asks for its own meetings
-    whatever its visibility.
+    whatever its visibility, ``with_cancelled`` to show its cancelled ones, marked.
     """
     where = ["o.ends_utc >= ?", LISTED_EVENT]
     params: list[object] = [timestamp()]
+    if not with_cancelled:
+        where.append("o.cancelled = 0")
     if group_id is not None:
         where.append("o.group_id = ?")
         params.append(group_id)
@@ -321,17 +345,12 @@ async def upcoming_meetings(
         if not federated:
             where.append("g.origin IS NULL")
     rows = await db.fetchall(
-        "SELECT e.*, o.original_start, o.starts_utc, o.ends_utc, g.slug AS group_slug,"
-        " g.name AS group_name, g.origin FROM occurrences o JOIN events e ON e.id = o.event_id"
-        " JOIN groups g ON g.id = o.group_id WHERE " + " AND ".join(where)
+        f"SELECT {MEETING_COLUMNS} FROM occurrences o JOIN events e ON e.id = o.event_id"
+        f" JOIN groups g ON g.id = o.group_id {MOVED_JOIN} WHERE " + " AND ".join(where)
         + " ORDER BY o.starts_utc LIMIT ?",
         [*params, limit],
     )
-    return [
-        UpcomingMeeting(_event(r), r["original_start"], r["starts_utc"], r["ends_utc"],
-                        r["group_slug"], r["group_name"], r["origin"], r["ap_id"], r["url"])
-        for r in rows
-    ]
+    return [upcoming_meeting(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,13 +438,45 @@ async def series_of_group(db: Database, group_id: int) -> list[MeetingSeries]:
     return await _series(db, "g.id = ?", [group_id])
 
 
-async def listed_series(db: Database) -> list[MeetingSeries]:
-    """Every meeting series of the listed public groups, this node's and its peers'."""
-    return await _series(db, f"g.visibility = 'public' AND {LISTED}", [])
+async def series_of_event(db: Database, event_id: int) -> MeetingSeries | None:
+    """One meeting series (its own calendar), unless an admin hid it."""
+    found = await _series(db, "e.id = ?", [event_id])
+    return found[0] if found else None
 
 
-async def _series(db: Database, condition: str, params: list[object]) -> list[MeetingSeries]:
+async def series_of_groups(db: Database, group_ids: list[int],
+                           limit: int | None = None) -> list[MeetingSeries]:
+    """The meeting series of these groups (a saved search's calendar), but those hidden;
+    with ``limit``, that many of those meeting soonest."""
+    return await _series(db, "g.id IN (SELECT value FROM json_each(?))",
+                         [json.dumps(group_ids)], limit)
+
+
+async def listed_series(db: Database, limit: int | None = None) -> list[MeetingSeries]:
+    """The meeting series of the listed public groups, this node's and its peers'; with
+    ``limit``, that many of those meeting soonest."""
+    return await _series(db, f"g.visibility = 'public' AND {LISTED}", [], limit)
+
+
+# How many upcoming occurrences, in time order, are read to find the series meeting
+# soonest: a bounded walk of the time index, however many series there are.
+SOONEST_WALK = 20_000
+RECENT = timedelta(days=30)  # a series that met this recently still counts as current
+
+
+async def _series(db: Database, condition: str, params: list[object],
+                  limit: int | None = None) -> list[MeetingSeries]:
     scope = f"JOIN groups g ON g.id = e.group_id WHERE {condition} AND {LISTED_EVENT}"
+    if limit is not None:
+        # ...and a series cancelled lately, which has no occurrences left to show it.
+        recent = stamp(datetime.now(UTC) - RECENT)
+        scope += (
+            " AND (e.cancelled = 1 AND e.updated_at >= ? OR e.id IN (SELECT event_id FROM"
+            " (SELECT o.event_id, o.starts_utc FROM occurrences o JOIN events e"
+            f" ON e.id = o.event_id JOIN groups g ON g.id = e.group_id WHERE o.starts_utc >= ?"
+            f" AND {condition} AND {LISTED_EVENT} ORDER BY o.starts_utc LIMIT {SOONEST_WALK})"
+            " GROUP BY event_id ORDER BY min(starts_utc) LIMIT ?))")
+        params = [*params, recent, recent, *params, limit]
     rows = await db.fetchall(
         f"SELECT e.* FROM events e {scope} ORDER BY e.starts_at, e.id", params)
     changes = await db.fetchall(

@@ -37,6 +37,8 @@ LISTED = ("g.suspended = 0 AND (g.ap_id IS NULL"
 # Meetings of listed groups that an admin did not hide one by one.
 LISTED_OCCURRENCE = ("o.event_id NOT IN (SELECT e.id FROM hidden_listings h"
                      " CROSS JOIN events e ON e.ap_id = h.ap_id)")  # few hidden: read them first
+# An occurrence that takes place: the directory's "meets" and "next meeting" skip cancelled ones.
+HELD_OCCURRENCE = f"o.cancelled = 0 AND {LISTED_OCCURRENCE}"
 
 TAG_FIELDS = {"topic": "topics", "language": "languages",
               "accessibility": "accessibility", "audience": "audiences"}
@@ -351,22 +353,16 @@ class DirectoryPage:
     pages: int
 
 
-async def search_directory(
-    db: Database, query: DirectoryQuery, viewer: Account | None
-) -> DirectoryPage:
-    """Listed groups matching every filter, best match (or soonest) first."""
+def directory_filter(
+    query: DirectoryQuery, viewer: Account | None
+) -> tuple[list[str], list[object]]:
+    """SQL conditions on ``groups g`` (and their parameters) for every filter of ``query``
+    but its free text: listed groups the viewer may see (the directory, the calendar)."""
     where = ["(g.visibility = 'public'"
              + (" OR (g.visibility = 'private' AND g.id IN (SELECT group_id FROM memberships"
                 "  WHERE account_id = ? AND status = 'active'))" if viewer else "")
              + ")", LISTED]
     params: list[object] = [viewer.id] if viewer else []
-    source = "groups g"
-    match = fts_query(query.q)
-    if match:
-        # Search once, then find groups by rowid (not one search per group).
-        source = ("(SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
-                  " CROSS JOIN groups g ON g.id = f.rowid")
-        params.insert(0, match)
     tag_filters = [("topic", query.topic), ("language", query.language)]
     tag_filters += [("accessibility", value) for value in query.accessibility]
     for kind, value in tag_filters:
@@ -387,12 +383,27 @@ async def search_directory(
     if query.date_from or query.date_to:
         where.append(
             "g.id IN (SELECT group_id FROM occurrences o WHERE starts_utc >= ?"
-            f" AND starts_utc < ? AND {LISTED_OCCURRENCE})"
+            f" AND starts_utc < ? AND {HELD_OCCURRENCE})"
         )
         params += [
             (query.date_from or "0000-01-01") + "T00:00:00Z",
             (query.date_to or "9999-12-30") + "T24:00:00Z",
         ]
+    return where, params
+
+
+async def search_directory(
+    db: Database, query: DirectoryQuery, viewer: Account | None
+) -> DirectoryPage:
+    """Listed groups matching every filter, best match (or soonest) first."""
+    where, params = directory_filter(query, viewer)
+    source = "groups g"
+    match = fts_query(query.q)
+    if match:
+        # Search once, then find groups by rowid (not one search per group).
+        source = ("(SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
+                  " CROSS JOIN groups g ON g.id = f.rowid")
+        params.insert(0, match)
     now = timestamp()
     condition = " AND ".join(where)
     total = await db.fetchval(f"SELECT count(*) FROM {source} WHERE {condition}", params)
@@ -407,7 +418,7 @@ async def search_directory(
         ids = await _soonest_first(db, condition, params, now, total, offset)
     rows = await db.fetchall(
         "SELECT g.*, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
-        f" AND o.starts_utc >= ? AND {LISTED_OCCURRENCE}) AS next_start FROM groups g"
+        f" AND o.starts_utc >= ? AND {HELD_OCCURRENCE}) AS next_start FROM groups g"
         f" WHERE g.id IN ({','.join('?' * len(ids))})", [now, *ids])
     rows.sort(key=lambda r: ids.index(r["id"]))
     tags = await _tags_for(db, [r["id"] for r in rows])
@@ -427,14 +438,14 @@ async def _soonest_first(db: Database, condition: str, params: list[object], now
         rows = await db.fetchall(
             "SELECT o.group_id FROM occurrences o INDEXED BY occurrences_time"
             " CROSS JOIN groups g ON g.id = o.group_id WHERE o.starts_utc >= ?"
-            f" AND {LISTED_OCCURRENCE} AND {condition} ORDER BY o.starts_utc, g.name LIMIT ?",
+            f" AND {HELD_OCCURRENCE} AND {condition} ORDER BY o.starts_utc, g.name LIMIT ?",
             [now, *params, 4 * (offset + PAGE_SIZE)])
         ids = list(dict.fromkeys(r[0] for r in rows))[offset:offset + PAGE_SIZE]
         if len(ids) == PAGE_SIZE:
             return ids
     rows = await db.fetchall(
         "SELECT g.id, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
-        f" AND o.starts_utc >= ? AND {LISTED_OCCURRENCE}) AS next_start FROM groups g"
+        f" AND o.starts_utc >= ? AND {HELD_OCCURRENCE}) AS next_start FROM groups g"
         f" WHERE {condition} ORDER BY next_start IS NULL, next_start, g.name LIMIT ? OFFSET ?",
         [now, *params, PAGE_SIZE, offset])
     return [r[0] for r in rows]

@@ -97,7 +97,8 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
             await insert_occurrences(conn, [(event_id, group_id, found)])
             return event_id
         cursor = await conn.execute(
-            "SELECT e.id, e.group_id, o.original_start, o.starts_utc, o.ends_utc FROM events e"
+            "SELECT e.id, e.group_id, o.original_start, o.starts_utc, o.ends_utc, o.cancelled"
+            " FROM events e"
             " LEFT JOIN occurrences o ON o.event_id = e.id WHERE e.ap_id = ?", (ap_id,))
         stored = await cursor.fetchall()
         event_id = stored[0]["id"]

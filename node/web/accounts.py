@@ -14,6 +14,7 @@ from node.forms import (
     require,
     text,
 )
+from node.i18n import gettext as _
 from node.security import hash_password, verify_password
 from node.storage import accounts as store
 from node.storage.groups import groups_of
@@ -22,7 +23,7 @@ from node.web.auth import SESSION_KEY, current_account, log_in, log_out, require
 from node.web.templating import render
 
 
-def _safe_next(target: str) -> str:
+def safe_next(target: str) -> str:
     """Only redirect to a path on this node."""
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
@@ -45,7 +46,7 @@ async def register(request: Request) -> Response:
     data, errors = parse_registration(form)
     invite = text(form, "invite_code")
     if settings.registration is RegistrationMode.INVITE and not invite:
-        errors["invite_code"] = "Enter the invite code you were given."
+        errors["invite_code"] = _("Enter the invite code you were given.")
     if not errors and data is not None:
         pending = settings.registration is RegistrationMode.APPROVAL
         try:
@@ -58,10 +59,10 @@ async def register(request: Request) -> Response:
                 invite_code=invite if settings.registration is RegistrationMode.INVITE else None,
             )
         except store.EmailTaken:
-            errors["email"] = "An account with this email exists. Log in instead."
+            errors["email"] = _("An account with this email exists. Log in instead.")
         else:
             if account_id is None:
-                errors["invite_code"] = "This invite code is not valid or has been used up."
+                errors["invite_code"] = _("This invite code is not valid or has been used up.")
             elif pending:
                 return await render(request, "registered.html", {})
             else:
@@ -74,7 +75,7 @@ async def register(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    next_url = _safe_next(request.query_params.get("next", "/groups"))
+    next_url = safe_next(request.query_params.get("next", "/groups"))
     context = {"values": {}, "errors": {}, "next": next_url}
     if request.method == "GET":
         return await render(request, "login.html", context)
@@ -85,7 +86,8 @@ async def login(request: Request) -> Response:
     wait = max(by_account.blocked(email), by_ip.blocked(_client_ip(request)))
     if wait > 0:
         context.update(values={"email": email}, errors={
-            "email": f"Too many failed attempts. Try again in {int(wait // 60) + 1} minutes."})
+            "email": _("Too many failed attempts. Try again in %(minutes)s minutes.",
+                       minutes=int(wait // 60) + 1)})
         response = await render(request, "login.html", context, status=429)
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
@@ -97,17 +99,17 @@ async def login(request: Request) -> Response:
         by_account.fail(email)
         by_ip.fail(_client_ip(request))
         context.update(values={"email": email},
-                       errors={"email": "The email or password is not right."})
+                       errors={"email": _("The email or password is not right.")})
         return await render(request, "login.html", context, status=400)
     if found[0].status is not AccountStatus.ACTIVE:
-        message = ("This account is waiting for an admin's approval."
+        message = (_("This account is waiting for an admin's approval.")
                    if found[0].status is AccountStatus.PENDING
-                   else "This account is suspended. Contact the node's admins.")
+                   else _("This account is suspended. Contact the node's admins."))
         context.update(values={"email": email}, errors={"email": message})
         return await render(request, "login.html", context, status=403)
     by_account.reset(email)
     await log_in(request, found[0].id)
-    return RedirectResponse(_safe_next(text(form, "next") or next_url), status_code=303)
+    return RedirectResponse(safe_next(text(form, "next") or next_url), status_code=303)
 
 
 async def login_link(request: Request) -> Response:
@@ -141,21 +143,21 @@ async def account(request: Request) -> Response:
         if text(form, "action") == "password":
             errors = await _change_password(request, form, me.id)
             if not errors:
-                messages.append("Your password is changed. Other sessions were logged out.")
+                messages.append(_("Your password is changed. Other sessions were logged out."))
         else:
             display_name = require(errors, "display_name", text(form, "display_name"),
-                                   "a display name", 60)
+                                   _("a display name"), 60)
             email = text(form, "email").lower()
             if not EMAIL.match(email):
-                errors["email"] = "Enter a valid email address."
+                errors["email"] = _("Enter a valid email address.")
             if not errors:
                 try:
                     await store.update_profile(db, me.id, display_name=display_name, email=email)
-                    messages.append("Your profile is saved.")
+                    messages.append(_("Your profile is saved."))
                     me = await store.get_account(db, me.id)
                     request.state.account = me
                 except store.EmailTaken:
-                    errors["email"] = "Another account uses this email."
+                    errors["email"] = _("Another account uses this email.")
         for secret in ("password", "current_password"):
             values.pop(secret, None)
         status = 400 if errors else 200
@@ -175,9 +177,9 @@ async def _change_password(request: Request, form, account_id: int) -> dict[str,
     current_hash = await store.password_hash_of(db, account_id)
     current = form.get("current_password", "")
     if current_hash and not await run_in_threadpool(verify_password, current_hash, current):
-        return {"current_password": "This is not your current password."}
+        return {"current_password": _("This is not your current password.")}
     if not me or not me.email:
-        return {"new_password": "Save an email address first: it is how you log in."}
+        return {"new_password": _("Save an email address first: it is how you log in.")}
     new = form.get("new_password", "")
     problem = password_problems(new if isinstance(new, str) else "")
     if problem:
@@ -195,10 +197,10 @@ async def delete(request: Request) -> Response:
     form = await request.form()
     if text(form, "confirm") != "delete":
         return await render(request, "account_delete.html", {
-            "errors": {"confirm": "Type the word delete to confirm."}}, status=400)
+            "errors": {"confirm": _("Type the word delete to confirm.")}}, status=400)
     if me.is_admin and not await store.set_admin(db, me.id, False):
         return await render(request, "account_delete.html", {
-            "errors": {"confirm": "You are the only admin. Make someone else an admin first."}},
+            "errors": {"confirm": _("You are the only admin. Make someone else an admin first.")}},
             status=400)
     await store.delete_account(db, me.id)
     request.session.clear()

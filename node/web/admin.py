@@ -8,6 +8,8 @@ from starlette.responses import RedirectResponse, Response
 
 from node.domain import Account, AccountStatus, RegistrationMode
 from node.forms import form_values, parse_settings, text
+from node.i18n import gettext as _
+from node.i18n import ngettext
 from node.storage import accounts as store
 from node.storage.audit import record_action
 from node.storage.settings import load_settings, save_settings
@@ -35,7 +37,7 @@ async def settings(request: Request) -> Response:
     # Rendered after saving, so the layout already shows the new name.
     return await render(request, "admin_settings.html",
                         {**context, "values": asdict(new_settings),
-                         "messages": ["The settings are saved."]})
+                         "messages": [_("The settings are saved.")]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ async def accounts(request: Request) -> Response:
         else:
             target = await _target(request, text(form, "account_id"))
             if target is None:
-                outcome = Outcome(problem="That account does not exist any more.")
+                outcome = Outcome(problem=_("That account does not exist any more."))
             else:
                 outcome = await _account_action(request, me, target, action)
                 if not outcome.problem:
@@ -96,37 +98,41 @@ async def _account_action(request: Request, me: Account, target: Account, action
     status = target.status
     if action == "approve" and status is AccountStatus.PENDING:
         await store.set_status(db, target.id, AccountStatus.ACTIVE)
-        return Outcome(message=f"{name} is approved and can now log in.")
+        return Outcome(message=_("%(name)s is approved and can now log in.", name=name))
     if action == "reject" and status is AccountStatus.PENDING:
         await store.delete_account(db, target.id)
-        return Outcome(message=f"The registration of {name} is rejected and removed.")
+        return Outcome(message=_("The registration of %(name)s is rejected and removed.",
+                                 name=name))
     if action == "suspend" and status is AccountStatus.ACTIVE:
         if target.id == me.id:
-            return Outcome(problem="You cannot suspend your own account.")
+            return Outcome(problem=_("You cannot suspend your own account."))
         await store.set_status(db, target.id, AccountStatus.SUSPENDED)
-        return Outcome(message=f"{name} is suspended and logged out everywhere.")
+        return Outcome(message=_("%(name)s is suspended and logged out everywhere.", name=name))
     if action == "unsuspend" and status is AccountStatus.SUSPENDED:
         await store.set_status(db, target.id, AccountStatus.ACTIVE)
-        return Outcome(message=f"{name} is active again.")
+        return Outcome(message=_("%(name)s is active again.", name=name))
     if action == "grant" and status is AccountStatus.ACTIVE and not target.is_admin:
         await store.set_admin(db, target.id, True)
-        return Outcome(message=f"{name} is now an admin.")
+        return Outcome(message=_("%(name)s is now an admin.", name=name))
     if action == "revoke" and target.is_admin:
         if not await store.set_admin(db, target.id, False):
-            return Outcome(problem=f"{name} is the only active admin, and a node needs one. "
-                                   "Make someone else an admin first.")
-        return Outcome(message=f"{name} is no longer an admin.")
+            return Outcome(problem=_("%(name)s is the only active admin, and a node needs one. "
+                                     "Make someone else an admin first.", name=name))
+        return Outcome(message=_("%(name)s is no longer an admin.", name=name))
     if action == "link" and status is AccountStatus.ACTIVE:
         token = await store.create_login_link(db, target.id)
         return Outcome(login_link=request.state.config.login_url(token), link_for=name)
-    return Outcome(problem=f"That action does not apply to {name} (account {status}).")
+    return Outcome(problem=_("That action does not apply to %(name)s (account %(status)s).",
+                           name=name, status=status))
 
 
 async def _create_invite(request: Request, me: Account, raw_uses: str) -> Outcome:
     if not raw_uses.isdigit() or not 1 <= int(raw_uses) <= MAX_INVITE_USES:
         return Outcome(errors={
-            "uses": f"Enter how many people may use the code, from 1 to {MAX_INVITE_USES}."})
+            "uses": _("Enter how many people may use the code, from 1 to %(max)s.",
+                      max=MAX_INVITE_USES)})
     uses = int(raw_uses)
     code = await store.create_invite_code(request.state.db, me.id, uses)
-    return Outcome(message=f"New invite code {code}, for {uses} "
-                           f"{'person' if uses == 1 else 'people'}.")
+    return Outcome(message=ngettext("New invite code %(code)s, for %(num)s person.",
+                                    "New invite code %(code)s, for %(num)s people.",
+                                    uses, code=code))

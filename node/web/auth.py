@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from node.domain import Account, Group, JoinPolicy, Membership, Visibility
+from node.i18n import gettext as _
 from node.storage import accounts, groups
 
 SESSION_KEY = "sid"
@@ -36,7 +37,7 @@ async def require_account(request: Request) -> Account:
 async def require_admin(request: Request) -> Account:
     account = await require_account(request)
     if not account.is_admin:
-        raise HTTPException(403, "Only the node's admins can do this.")
+        raise HTTPException(403, _("Only the node's admins can do this."))
     return account
 
 
@@ -106,5 +107,5 @@ async def managed_group(request: Request, slug: str) -> tuple[Group, Account, Me
     if account is None:
         raise LoginRequired()
     if not can_manage(account, membership):
-        raise HTTPException(403, "Only this group's facilitators can do this.")
+        raise HTTPException(403, _("Only this group's facilitators can do this."))
     return group, account, membership

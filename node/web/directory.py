@@ -7,9 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from node.domain import ACCESSIBILITY, Cost, DirectoryQuery, Format
+from node.i18n import gettext as _
 from node.storage.events import upcoming_meetings
 from node.storage.groups import directory_choices, search_directory
 from node.web.auth import current_account
+from node.web.subscriptions import subscriptions
 from node.web.templating import render
 
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -24,7 +26,7 @@ def directory_query(request: Request) -> tuple[DirectoryQuery, dict[str, str]]:
     def one_of(name: str, allowed: set[str]) -> str:
         value = params.get(name, "").strip()
         if value and value not in allowed:
-            errors[name] = "Choose one of the listed options."
+            errors[name] = _("Choose one of the listed options.")
             return ""
         return value
 
@@ -32,11 +34,11 @@ def directory_query(request: Request) -> tuple[DirectoryQuery, dict[str, str]]:
     for name in ("from", "to"):
         value = params.get(name, "").strip()
         if value and not DATE.match(value):
-            errors[name] = "Use a date like 2026-12-31."
+            errors[name] = _("Use a date like 2026-12-31.")
             value = ""
         dates[name] = value
     if dates["from"] and dates["to"] and dates["from"] > dates["to"]:
-        errors["to"] = "The end date is before the start date."
+        errors["to"] = _("The end date is before the start date.")
     page = params.get("page", "1")
     query = DirectoryQuery(
         q=params.get("q", "").strip()[:200],
@@ -56,7 +58,7 @@ def directory_query(request: Request) -> tuple[DirectoryQuery, dict[str, str]]:
 
 async def home(request: Request) -> Response:
     db = request.state.db
-    meetings = await upcoming_meetings(db, limit=8)
+    meetings = await upcoming_meetings(db, federated=True, limit=8)
     choices = await directory_choices(db)
     return await render(request, "home.html", {"meetings": meetings, "choices": choices})
 
@@ -71,6 +73,7 @@ async def groups_page(request: Request) -> Response:
         request,
         "directory.html",
         {"query": query, "errors": errors, "results": page, "choices": choices,
-         "formats": list(Format), "costs": list(Cost), "base_params": base},
+         "formats": list(Format), "costs": list(Cost), "base_params": base,
+         "subscribe": subscriptions(request)},
         status=400 if errors else 200,
     )

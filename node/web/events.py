@@ -28,6 +28,7 @@ from node.forms import (
     text,
     timezone_names,
 )
+from node.i18n import gettext
 from node.recurrence import is_series_slot
 from node.storage import events as store
 from node.storage.groups import get_group_by_id
@@ -45,13 +46,15 @@ from node.web.occurrences import (
     requested_occurrence,
     slot_of,
 )
+from node.timezones import zone_menu
 from node.web.templating import render
 
 DEFAULT_TIMEZONE = "Europe/London"
 
 
 def form_choices() -> dict[str, Any]:
-    return {"formats": list(Format), "timezones": timezone_names(), "repeats": REPEATS}
+    return {"formats": list(Format), "timezones": zone_menu(DEFAULT_TIMEZONE),
+            "repeats": REPEATS}
 
 
 # Who may see and run a meeting -------------------------------------------
@@ -174,18 +177,19 @@ async def rsvp(request: Request) -> Response:
     account = await require_account(request)
     event, _, _, membership = await visible_event(request)
     if not is_member(membership):
-        raise HTTPException(403, "Only members of this group can answer. Join the group first.")
+        raise HTTPException(
+            403, gettext("Only members of this group can answer. Join the group first."))
     form = await request.form()
     answer = text(form, "answer")
     if answer not in ("yes", "no"):
-        raise HTTPException(400, "Answer yes or no.")
+        raise HTTPException(400, gettext("Answer yes or no."))
     db = request.state.db
     occurrence = await occurrence_at(db, event, text(form, "on"))
     if occurrence is None or occurrence.cancelled or event.cancelled:
-        raise HTTPException(400, "There is no meeting at that time to answer for.")
+        raise HTTPException(400, gettext("There is no meeting at that time to answer for."))
     if answer == "yes":
         if occurrence.end <= datetime.now(UTC):
-            raise HTTPException(400, "This meeting has already happened.")
+            raise HTTPException(400, gettext("This meeting has already happened."))
         await store.rsvp_yes(db, event.id, occurrence.key, account.id)
     else:
         await store.rsvp_no(db, event.id, occurrence.key, account.id)
@@ -202,9 +206,9 @@ async def change_occurrence(request: Request) -> Response:
     key, action = text(form, "on"), text(form, "action")
     slot = slot_of(key)
     if slot is None or not is_series_slot(event.starts_at, event.rrule, slot):
-        raise HTTPException(400, "That is not a meeting of this series.")
+        raise HTTPException(400, gettext("That is not a meeting of this series."))
     if action not in OCCURRENCE_ACTIONS:
-        raise HTTPException(400, "Choose to cancel, move or restore the meeting.")
+        raise HTTPException(400, gettext("Choose to cancel, move or restore the meeting."))
     db = request.state.db
     if action == "cancel":
         await store.change_occurrence(db, event.id, OccurrenceChange(slot, cancelled=True))
@@ -225,6 +229,6 @@ async def cancel(request: Request) -> Response:
     event, _, _, _ = await managed_event(request)
     action = text(await request.form(), "action")
     if action not in ("cancel", "reinstate"):
-        raise HTTPException(400, "Choose to cancel or reinstate the series.")
+        raise HTTPException(400, gettext("Choose to cancel or reinstate the series."))
     await store.set_cancelled(request.state.db, event.id, action == "cancel")
     return RedirectResponse(event_url(event), status_code=303)

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from node.db import parse_stamp
+from node.i18n import gettext as _
+from node.i18n import ngettext
 from node.storage.events import remote_meeting, upcoming_meetings
 from node.storage.groups import remote_listing
 from node.web.occurrences import others_coming_up, requested_occurrence
@@ -34,12 +36,11 @@ class Freshness:
 def freshness(confirmed_at: str, stale_days: int, now: datetime) -> Freshness:
     age = now - parse_stamp(confirmed_at)
     if age < timedelta(hours=1):
-        said = "less than an hour ago"
+        said = _("less than an hour ago")
     elif age < timedelta(days=1):
-        hours = age // timedelta(hours=1)
-        said = f"{hours} hour{'' if hours == 1 else 's'} ago"
+        said = ngettext("%(num)s hour ago", "%(num)s hours ago", age // timedelta(hours=1))
     else:
-        said = f"{age.days} day{'' if age.days == 1 else 's'} ago"
+        said = ngettext("%(num)s day ago", "%(num)s days ago", age.days)
     return Freshness(confirmed_at, said, age > timedelta(days=stale_days), stale_days)
 
 
@@ -53,7 +54,7 @@ async def group_page(request: Request) -> Response:
     return await render(request, "federated_group.html", {
         "group": group,
         "meetings": await upcoming_meetings(db, group_id=group.id, listed_only=False,
-                                            limit=MEETINGS_SHOWN),
+                                            with_cancelled=True, limit=MEETINGS_SHOWN),
         "freshness": freshness(listing.confirmed_at, request.state.config.listing_stale_days,
                                datetime.now(UTC)),
     })

@@ -3,38 +3,85 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from node.db import stamp
-from node.domain import Group, Visibility
+from node.domain import DirectoryQuery, Group, Visibility
 from node.feeds import atom_feed, calendar
-from node.storage.events import listed_series, series_of_group, upcoming_meetings
-from node.storage.groups import is_remote_slug, listed_groups, remote_listing
+from node.storage.calendar import matching_group_ids, meetings_between
+from node.storage.events import (
+    get_event,
+    listed_series,
+    remote_meeting,
+    series_of_event,
+    series_of_group,
+    series_of_groups,
+)
+from node.storage.groups import (
+    get_group_by_id,
+    is_remote_slug,
+    listed_groups,
+    remote_listing,
+)
 from node.storage.settings import load_settings
 from node.web.auth import visible_group
+from node.web.directory import directory_query
 
 CALENDAR_TYPE = "text/calendar; charset=utf-8"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 ATOM_GROUPS = 100  # the most recently updated
+CALENDAR_SERIES = 500  # a node's or a search's calendar: the series meeting soonest
 ATOM_MEETINGS = 50
 ATOM_HORIZON = timedelta(weeks=4)  # a weekly series shows its next few, not a year
 
 
+async def _saved_search(request: Request) -> DirectoryQuery:
+    """The directory's filters a subscription carries (a saved search); 400 if malformed."""
+    query, errors = directory_query(request)
+    if errors:
+        raise HTTPException(400, " ".join(f"{name}: {text}" for name, text in errors.items()))
+    return query
+
+
+async def _searched_groups(request: Request, query: DirectoryQuery,
+                           limit: int | None = None) -> list[Group]:
+    """The listed public groups the search matches, most recently updated first."""
+    db = request.state.db
+    searched = query != DirectoryQuery()
+    groups = await listed_groups(db, limit=None if searched else limit)
+    if searched:
+        matching = await matching_group_ids(db, query)
+        groups = [group for group in groups if group.id in matching]
+    return groups[:limit]
+
+
+def _self_url(request: Request) -> str:
+    search = request.url.query
+    return f"{request.state.config.public_url}{request.url.path}" + (f"?{search}" if search else "")
+
+
 async def node_calendar(request: Request) -> Response:
-    """Every meeting of the public groups the node lists: its own and its peers'."""
+    """The meetings of the public groups the node lists, its own and its peers', or of
+    those a saved search (the directory's filters) matches: the `CALENDAR_SERIES` series
+    meeting soonest, so a hub's calendar stays a bounded piece of work."""
     db = request.state.db
     public_url = request.state.config.public_url
-    groups = await listed_groups(db)
+    query = await _saved_search(request)
+    groups = await _searched_groups(request, query)
     listed = {group.id for group in groups}
-    body = calendar(
+    # A saved search reads its groups' series only; either way, the soonest-meeting ones.
+    series = (await series_of_groups(db, sorted(listed), CALENDAR_SERIES)
+              if query != DirectoryQuery() else await listed_series(db, CALENDAR_SERIES))
+    body = await run_in_threadpool(  # building it is all CPU: other requests go on meanwhile
+        calendar,
         name=(await load_settings(db)).name,
-        url=f"{public_url}/events.ics",
+        url=_self_url(request),
         public_url=public_url,
         groups=groups,
         # A group listed between the two reads waits for the next fetch.
-        series=[s for s in await listed_series(db) if s.event.group_id in listed],
+        series=[s for s in series if s.event.group_id in listed],
     )
     return Response(body, media_type=CALENDAR_TYPE)
 
@@ -55,6 +102,27 @@ async def group_calendar(request: Request) -> Response:
     return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
 
+async def meeting_calendar(request: Request) -> Response:
+    """One meeting series, for whoever may see its page ("Add to calendar")."""
+    db = request.state.db
+    event = await get_event(db, request.path_params["id"])
+    group = await get_group_by_id(db, event.group_id) if event else None
+    if event is None or group is None:
+        raise HTTPException(404)
+    if group.is_local:
+        group = (await visible_group(request, group.slug))[0]
+    elif await remote_meeting(db, event.id) is None:
+        raise HTTPException(404)
+    series = await series_of_event(db, event.id)
+    if series is None:
+        raise HTTPException(404)
+    public_url = request.state.config.public_url
+    body = calendar(name=event.title, url=f"{public_url}/events/{event.id}.ics",
+                    public_url=public_url, groups=[group], series=[series])
+    headers = {"Cache-Control": "private"} if group.visibility is Visibility.PRIVATE else None
+    return Response(body, media_type=CALENDAR_TYPE, headers=headers)
+
+
 async def _calendar_group(request: Request, slug: str) -> Group:
     """A group of this node the viewer may see, or a peer's group this node lists."""
     if not is_remote_slug(slug):
@@ -66,15 +134,17 @@ async def _calendar_group(request: Request, slug: str) -> Group:
 
 
 async def atom(request: Request) -> Response:
-    """The public groups the node lists and their meetings of the coming weeks."""
+    """The public groups the node lists and their meetings of the coming weeks (cancelled
+    ones marked), or those a saved search matches."""
     db = request.state.db
-    groups = await listed_groups(db, limit=ATOM_GROUPS)
-    horizon = stamp(datetime.now(UTC) + ATOM_HORIZON)
-    meetings = await upcoming_meetings(db, federated=True, limit=ATOM_MEETINGS)
+    query = await _saved_search(request)
+    now = datetime.now(UTC)
     body = atom_feed(
         settings=await load_settings(db),
         public_url=request.state.config.public_url,
-        groups=groups,
-        meetings=[m for m in meetings if m.starts_utc < horizon],
+        self_url=_self_url(request),
+        groups=await _searched_groups(request, query, ATOM_GROUPS),
+        meetings=await meetings_between(db, query, None, now, now + ATOM_HORIZON,
+                                        ATOM_MEETINGS),
     )
     return Response(body, media_type=ATOM_TYPE)

@@ -22,6 +22,7 @@ from node.domain import (
     Visibility,
 )
 from node.forms import form_values, group_form_values, parse_group_form, text
+from node.i18n import gettext
 from node.storage import groups as store
 from node.storage.events import upcoming_meetings
 from node.web.auth import (
@@ -105,7 +106,8 @@ async def _group_page(
     # A private group seen by its invite code alone: the listing and the join form only.
     invited = not can_view(group, account, membership)
     meetings = [] if invited else await upcoming_meetings(db, group_id=group.id,
-                                                          listed_only=False, limit=12)
+                                                          listed_only=False,
+                                                          with_cancelled=True, limit=12)
     return await render(request, "group.html", {
         "group": group,
         "membership": membership,
@@ -128,9 +130,11 @@ async def join(request: Request) -> Response:
     if membership is not None:
         return RedirectResponse(f"/groups/{group.slug}", status_code=303)
     if group.agreements and form.get("accept_agreements") != "yes":
-        errors["accept_agreements"] = "Read the group agreements and tick the box to accept them."
+        errors["accept_agreements"] = gettext(
+            "Read the group agreements and tick the box to accept them.")
     if group.join_policy is JoinPolicy.INVITE and not holds_invite(group, code):
-        errors["invite_code"] = "This invite code is not right. Ask a facilitator for the code."
+        errors["invite_code"] = gettext(
+            "This invite code is not right. Ask a facilitator for the code.")
     if errors:
         return await _group_page(request, group, account, None, errors, form_values(form), 400)
     status = (MembershipStatus.PENDING if group.join_policy is JoinPolicy.APPROVAL
@@ -144,8 +148,8 @@ async def leave(request: Request) -> Response:
     account = await require_account(request)
     if membership is not None:
         if not await store.remove_membership(request.state.db, group.id, account.id):
-            raise HTTPException(409, "You are this group's only facilitator. "
-                                     "Make another member a facilitator before leaving.")
+            raise HTTPException(409, gettext("You are this group's only facilitator. "
+                                       "Make another member a facilitator before leaving."))
     return RedirectResponse(
         f"/groups/{group.slug}" if group.visibility is not Visibility.PRIVATE else "/account",
         status_code=303,
@@ -165,7 +169,7 @@ async def members(request: Request) -> Response:
         action = text(form, "action")
         target = text(form, "account_id")
         if action not in MEMBER_ACTIONS or not target.isdigit():
-            raise HTTPException(400, "Unknown member action.")
+            raise HTTPException(400, gettext("Unknown member action."))
         target_id = int(target)
         if action == "approve":
             done = await store.approve_membership(db, group.id, target_id)
@@ -175,8 +179,8 @@ async def members(request: Request) -> Response:
             role = Role.FACILITATOR if action == "make_facilitator" else Role.MEMBER
             done = await store.set_role(db, group.id, target_id, role)
         if not done:
-            messages.append("That change was not made: a group keeps at least one "
-                            "facilitator, and only current members can change role.")
+            messages.append(gettext("That change was not made: a group keeps at least one "
+                              "facilitator, and only current members can change role."))
             status = 409
         else:
             return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)

@@ -9,6 +9,8 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from node.i18n import gettext as _
+
 MAX_FORM_BYTES = 256 * 1024
 CSRF_FIELD = "csrf_token"
 CSRF_SESSION_KEY = "csrf"
@@ -70,7 +72,7 @@ class CSRFProtect:
             return
         headers = Headers(scope=scope)
         if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            await PlainTextResponse("Forms must be sent as URL-encoded form data.", 415)(
+            await PlainTextResponse(_("Forms must be sent as URL-encoded form data."), 415)(
                 scope, receive, send
             )
             return
@@ -81,14 +83,14 @@ class CSRFProtect:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > MAX_FORM_BYTES:
-                await PlainTextResponse("The form is too large.", 413)(scope, receive, send)
+                await PlainTextResponse(_("The form is too large."), 413)(scope, receive, send)
                 return
         sent = parse_qs(body.decode("latin-1")).get(CSRF_FIELD, [""])[0]
         expected = scope.get("session", {}).get(CSRF_SESSION_KEY, "")
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             await PlainTextResponse(
-                "This form has expired or did not come from this site. "
-                "Go back, reload the page and try again.",
+                _("This form has expired or did not come from this site. "
+                  "Go back, reload the page and try again."),
                 403,
             )(scope, receive, send)
             return

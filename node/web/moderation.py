@@ -12,6 +12,7 @@ from starlette.responses import Response
 from federation import flags
 from node.domain import Account, Event, Group, ReportReason, ReportState
 from node.forms import MAX_REPORT_TEXT, form_values, limit, parse_report, text
+from node.i18n import gettext as _
 from node.storage import moderation as store
 from node.storage.audit import audit_page, record_action
 from node.storage.events import get_event
@@ -84,7 +85,7 @@ async def _scope(request: Request) -> tuple[Account, int | None]:
         return account, None
     if await store.facilitates_any(request.state.db, account.id):
         return account, account.id
-    raise HTTPException(403, "Only the node's admins and group facilitators can see reports.")
+    raise HTTPException(403, _("Only the node's admins and group facilitators can see reports."))
 
 
 async def _reports_page(request: Request, account: Account, scope: int | None, *,
@@ -123,7 +124,7 @@ async def report_action(request: Request) -> Response:
     action = text(form, "action")
     field = f"{'forward' if action == 'forward' else 'note'}-{report.id}"
     errors: dict[str, str] = {}
-    written = limit(errors, field, text(form, "text"), "the text", MAX_REPORT_TEXT)
+    written = limit(errors, field, text(form, "text"), _("the text"), MAX_REPORT_TEXT)
     if errors:
         return await _reports_page(request, account, scope, errors=errors,
                                    values={field: written})
@@ -131,14 +132,17 @@ async def report_action(request: Request) -> Response:
     if action in CLOSING:
         if not await store.close_report(db, report.id, CLOSING[action], written):
             return await _reports_page(request, account, scope,
-                                       messages=["That report was already closed."])
+                                       messages=[_("That report was already closed.")])
         await record_action(db, account, f"report.{action}", subject)
         return await _reports_page(request, account, scope, messages=[
-            f"The report on {report.target_name} is {CLOSING[action].value}."])
+            _("The report on %(name)s is resolved.", name=report.target_name)
+            if action == "resolve" else
+            _("The report on %(name)s is dismissed.", name=report.target_name)])
     if action == "forward":
         await require_admin(request)
         if not report.is_remote:
-            raise HTTPException(400, "Only reports about another node's listing go to that node.")
+            raise HTTPException(
+                400, _("Only reports about another node's listing go to that node."))
         try:
             await flags.send_flag(request.state.federation, report.target_ap_id,
                                   flags.flag_content(report.reason, written))
@@ -148,8 +152,9 @@ async def report_action(request: Request) -> Response:
         await store.mark_forwarded(db, report.id)
         await record_action(db, account, "report.forward", subject)
         return await _reports_page(request, account, scope, messages=[
-            f"The report on {report.target_name} is sent to its node, from this node."])
-    raise HTTPException(400, "Unknown report action.")
+            _("The report on %(name)s is sent to its node, from this node.",
+              name=report.target_name)])
+    raise HTTPException(400, _("Unknown report action."))
 
 
 async def admin_listings(request: Request) -> Response:
@@ -163,21 +168,23 @@ async def admin_listings(request: Request) -> Response:
         change = store.hide_listing if action == "hide" else store.unhide_listing
         name = await change(db, ap_id)
         if name is None:
-            message = "That listing is not there any more, or was already changed."
+            message = _("That listing is not there any more, or was already changed.")
         else:
             await record_action(db, account, f"listing.{action}", f"{name} ({ap_id})")
-            message = f"{name} is {'hidden' if action == 'hide' else 'shown again'}."
+            message = (_("%(name)s is hidden.", name=name) if action == "hide"
+                       else _("%(name)s is shown again.", name=name))
     elif action in ("suspend", "unsuspend"):
         raw = text(form, "group_id")
         group = await get_group_by_id(db, int(raw)) if raw.isdigit() else None
         if group is None or not await store.set_suspended(db, group.id, action == "suspend"):
-            message = "That group is not there any more, or was already changed."
+            message = _("That group is not there any more, or was already changed.")
         else:
             await record_action(db, account, f"group.{action}", f"{group.name} ({group.slug})")
-            message = (f"{group.name} is suspended: only admins can see it, and peers are told "
-                       "it is gone." if action == "suspend" else f"{group.name} is listed again.")
+            message = (_("%(name)s is suspended: only admins can see it, and peers are told "
+                         "it is gone.", name=group.name) if action == "suspend"
+                       else _("%(name)s is listed again.", name=group.name))
     else:
-        raise HTTPException(400, "Unknown listing action.")
+        raise HTTPException(400, _("Unknown listing action."))
     return await _reports_page(request, account, None, messages=[message])
 
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from node.db import Database
 from node.domain import Event, Occurrence, occurrence_key
+from node.i18n import gettext as _
 from node.recurrence import expand, is_series_slot, localize
 from node.storage import events as store
 
@@ -69,5 +70,5 @@ async def requested_occurrence(request: Request, event: Event) -> Occurrence | N
         return await default_occurrence(request.state.db, event, datetime.now(UTC))
     occurrence = await occurrence_at(request.state.db, event, on)
     if occurrence is None:
-        raise HTTPException(404, "This meeting series has no meeting at that time.")
+        raise HTTPException(404, _("This meeting series has no meeting at that time."))
     return occurrence

@@ -9,11 +9,21 @@ from starlette.responses import Response
 from federation import peers, store
 from node.db import stamp
 from node.forms import text
+from node.i18n import N_
+from node.i18n import gettext as _
 from node.storage.audit import record_action
 from node.web.auth import require_admin
 from node.web.templating import render
 
-ACTIONS = {"follow", "unfollow", "approve", "reject", "block", "unblock"}
+# Each action, with what the page says once it is done.
+ACTIONS = {
+    "follow": N_("Follow request sent to %(peer)s."),
+    "unfollow": N_("This node no longer follows %(peer)s."),
+    "approve": N_("%(peer)s may now follow this node."),
+    "reject": N_("The follow request of %(peer)s is refused."),
+    "block": N_("%(peer)s is blocked."),
+    "unblock": N_("%(peer)s is no longer blocked."),
+}
 
 
 async def admin_peers(request: Request) -> Response:
@@ -27,13 +37,13 @@ async def admin_peers(request: Request) -> Response:
         form = await request.form()
         action, target = text(form, "action"), text(form, "target")
         if action not in ACTIONS:
-            errors["target"] = "Choose an action."
+            errors["target"] = _("Choose an action.")
         elif not target:
-            errors["target"] = "Enter a peer's address, like https://other.example."
+            errors["target"] = _("Enter a peer's address, like https://other.example.")
         else:
             try:
                 await getattr(peers, action)(fed, target)
-                messages.append(f"{action.capitalize()}: done for {target}.")
+                messages.append(_(ACTIONS[action], peer=target))
                 await record_action(fed.db, me, f"peer.{action}", target)
             except peers.PeerError as e:
                 errors["target"] = str(e)

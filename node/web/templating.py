@@ -4,29 +4,30 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from node import i18n
 from node.db import parse_stamp
 from node.domain import ACCESSIBILITY, label
 from node.storage.settings import load_settings
 from node.text import render_markdown
 from node.web.auth import current_account
+from node.web.linked_data import event_linked_data, group_linked_data, script_json
 from node.web.middleware import csrf_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 
 
 def _when(value: datetime | str, tz: str | None = None) -> str:
-    """'Tue 3 Mar 2026, 19:00' in the meeting's own zone."""
-    if isinstance(value, str):
-        value = parse_stamp(value)
-    if tz:
-        value = value.astimezone(ZoneInfo(tz))
-    return f"{value:%a} {value.day} {value:%b %Y, %H:%M}"
+    """'Tue 3 Mar 2026, 19:00' (in the visitor's language) in the meeting's own zone."""
+    return i18n.format_when(parse_stamp(value) if isinstance(value, str) else value, tz)
+
+
+def _label(value: str) -> str:
+    return i18n.gettext(label(value))
 
 
 environment = Environment(
@@ -37,11 +38,14 @@ environment = Environment(
     enable_async=True,
     extensions=["jinja2.ext.i18n"],
 )
-environment.install_null_translations(newstyle=True)
+i18n.install(environment)
 environment.filters["markdown"] = render_markdown
-environment.filters["label"] = label
+environment.filters["label"] = _label
 environment.filters["when"] = _when
 environment.globals["ACCESSIBILITY"] = ACCESSIBILITY
+environment.filters["script_json"] = script_json
+environment.globals["event_linked_data"] = event_linked_data
+environment.globals["group_linked_data"] = group_linked_data
 
 
 async def render(
@@ -52,6 +56,8 @@ async def render(
         "account": await current_account(request),
         "node": await load_settings(request.state.db),
         "csrf_token": csrf_token(request.session),
+        "lang": i18n.current_language(),
+        "page_languages": i18n.OWN_NAMES,
         **(context or {}),
     }
     html = await environment.get_template(template).render_async(page)
