@@ -70,6 +70,11 @@ def mixed_queries(count: int, seed: int = 7) -> list[tuple[str, str]]:
     return [(kind, urlencode(makers[kind](), doseq=True)) for kind in picks]
 
 
+# The calendars anyone may ask for: the node's, a saved search's, the month and agenda pages.
+CALENDARS = [("/events.ics", ""), ("/events.ics", "topic=grief"), ("/events", ""),
+             ("/events", "view=agenda")]
+
+
 async def _timed_get(app: Any, state: dict[str, Any], path: str, query: str) -> tuple[int, float]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -111,6 +116,15 @@ async def measure(data: Path, queries: list[tuple[str, str]], rounds: int) -> di
                     raise RuntimeError(f"/groups?{query} answered {status}")
                 timings.append((kind, seconds * 1000))
             per_round.append(timings)
+        calendars = {}
+        for path, query in CALENDARS:
+            times = []
+            for _ in range(rounds):
+                status, seconds = await _timed_get(app, state, path, query)
+                if status != 200:
+                    raise RuntimeError(f"{path}?{query} answered {status}")
+                times.append(seconds * 1000)
+            calendars[f"{path}?{query}".rstrip("?")] = median(times)
     finally:
         await db.close()
     p95s = [percentile([ms for _, ms in t], 95) for t in per_round]
@@ -123,6 +137,7 @@ async def measure(data: Path, queries: list[tuple[str, str]], rounds: int) -> di
         "p95_ms": percentile([ms for _, ms in middle], 95),
         "p95_rounds_ms": p95s,
         "by_kind": {k: (median(v), percentile(v, 95), len(v)) for k, v in sorted(by_kind.items())},
+        "calendars_ms": calendars,
     }
 
 

@@ -68,6 +68,8 @@ def _details(results: dict[str, dict[str, Any]]) -> list[str]:
         f" through the storage layer); p50 {d['p50_ms']:.1f} ms, p95 {d['p95_ms']:.1f} ms")
     kinds_line = "  by kind (p50 / p95 ms, n): " + "; ".join(
         f"{k} {m:.1f}/{p95:.1f} ({n})" for k, (m, p95, n) in d["by_kind"].items())
+    kinds_line += "\n  calendars (median ms): " + "; ".join(
+        f"{path} {ms:,.0f}" for path, ms in d["calendars_ms"].items())
     fanout_line = (
         f"fan-out: {f['followers']:,} inboxes in {', '.join(f'{s:.2f}' for s in f['rounds_s'])}"
         f" s; with 10% answering 500 the other {f['sent']} in {f['with_failures_s']:.2f} s,"

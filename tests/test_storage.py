@@ -12,7 +12,7 @@ import pytest
 from node.db import Database, connect_sync, migrate, migration_files, parse_stamp, stamp
 from node.domain import EventDraft, Format, OccurrenceChange
 from node.storage import events, groups, remote
-from tests.helpers import draft
+from tests.helpers import draft, publish_listing
 
 
 def test_migrations_are_numbered_applied_in_order_and_recorded(tmp_path):
@@ -275,3 +275,26 @@ def test_a_deleted_remote_listing_leaves_no_raw_activity_about_it(tmp_path):
     erased, other = asyncio.run(run())
     assert (erased["state"], erased["body"]) == ("ignored", "")
     assert other["state"] == "received" and "groups/other" in other["body"]
+
+
+def test_a_bounded_calendar_takes_the_series_meeting_soonest(tmp_path):
+    """With a limit, the series whose next meeting comes first, and a lately cancelled one."""
+    now = datetime.now().replace(hour=19, minute=0, second=0, microsecond=0)
+
+    async def run():
+        db = Database(tmp_path / "n.db")
+        await db.open()
+        try:
+            group_id, ids = await publish_listing(db, draft(), *(
+                meeting(title=title, rrule=None, starts_at=now + timedelta(days=days))
+                for title, days in (("In a week", 7), ("Tomorrow", 1), ("In a month", 30),
+                                    ("Long past", -90), ("Called off", 3))))
+            await events.set_cancelled(db, ids[-1], True)
+            return ([s.event.title for s in await events.listed_series(db, limit=2)],
+                    len(await events.listed_series(db)))
+        finally:
+            await db.close()
+
+    bounded, unbounded = asyncio.run(run())
+    assert sorted(bounded) == ["Called off", "In a week", "Tomorrow"]
+    assert unbounded == 5
