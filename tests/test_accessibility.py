@@ -18,7 +18,7 @@ from tests.test_browser import ARTIFACTS, chromium, node_url  # noqa: F401 (a fi
 
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 LANGUAGES = ("en", "de", "es")
-SCREENSHOTS = {"/groups", "group", "meeting"}
+SCREENSHOTS = {"/groups", "group", "meeting", "calendar", "flyer"}
 
 
 def public_pages(base: str) -> dict[str, str]:
@@ -31,7 +31,9 @@ def public_pages(base: str) -> dict[str, str]:
     return {"home": "/", "/groups": "/groups", "filtered": "/groups?topic=grief&format=online",
             "group": local, "meeting": meeting, "peer group": peer,
             "peer meeting": peer_meeting, "register": "/register", "login": "/login",
-            "not found": "/groups/no-such-group"}
+            "calendar": "/events", "agenda": "/events?view=agenda",
+            "flyer": f"{local}/flyer", "meeting flyer": f"{meeting}/flyer",
+            "embed": f"{local}/embed", "not found": "/groups/no-such-group"}
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
