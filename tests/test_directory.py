@@ -120,3 +120,14 @@ def test_directory_query_uses_fts_and_indexes_not_a_scan_per_filter(listed, run_
     assert any("VIRTUAL TABLE INDEX" in d and "groups_fts" in d for d in details), details
     for table in ("group_tags", "occurrences"):
         assert not any(d.startswith(f"SCAN {table}") for d in details), details
+
+
+def test_a_cards_next_meeting_is_in_the_meetings_own_zone(listed, visitor, run_db):
+    soon = listed
+    group_id = run_db(lambda db: db.fetchval("SELECT id FROM groups WHERE name = 'Grief Circle Leith'"))
+    run_db(lambda db: events.create_event(db, group_id, EventDraft(
+        title="Tokyo circle", description="", starts_at=soon, duration_minutes=60,
+        timezone="Asia/Tokyo", rrule=None, format=Format.ONLINE)))
+    page = visitor().get("/groups", params={"q": "grief circle leith"}).text
+    card = page[page.index("Grief Circle Leith"):]
+    assert f"{soon.day} {soon:%b %Y, %H:%M} (Asia/Tokyo)" in card.split("</article>")[0]

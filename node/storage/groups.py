@@ -347,7 +347,8 @@ WALK_ABOVE = 500
 
 @dataclass(frozen=True, slots=True)
 class DirectoryPage:
-    groups: list[tuple[Group, str | None]]  # (group, next meeting start in UTC)
+    # (group, its next meeting's start in UTC, that meeting's time zone)
+    groups: list[tuple[Group, str | None, str | None]]
     total: int
     page: int
     pages: int
@@ -416,14 +417,17 @@ async def search_directory(
             " LIMIT ? OFFSET ?", [*params, PAGE_SIZE, offset])]
     else:
         ids = await _soonest_first(db, condition, params, now, total, offset)
+    soonest = (f"FROM occurrences o WHERE o.group_id = g.id AND o.starts_utc >= ?"
+               f" AND {HELD_OCCURRENCE} ORDER BY o.starts_utc LIMIT 1")
     rows = await db.fetchall(
-        "SELECT g.*, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
-        f" AND o.starts_utc >= ? AND {HELD_OCCURRENCE}) AS next_start FROM groups g"
-        f" WHERE g.id IN ({','.join('?' * len(ids))})", [now, *ids])
+        f"SELECT g.*, (SELECT o.starts_utc {soonest}) AS next_start,"
+        f" (SELECT e.timezone FROM events e WHERE e.id = (SELECT o.event_id {soonest}))"
+        f" AS next_zone FROM groups g WHERE g.id IN ({','.join('?' * len(ids))})",
+        [now, now, *ids])
     rows.sort(key=lambda r: ids.index(r["id"]))
     tags = await _tags_for(db, [r["id"] for r in rows])
     return DirectoryPage(
-        groups=[(_group(r, tags[r["id"]]), r["next_start"]) for r in rows],
+        groups=[(_group(r, tags[r["id"]]), r["next_start"], r["next_zone"]) for r in rows],
         total=total,
         page=page,
         pages=pages,
