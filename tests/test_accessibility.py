@@ -8,13 +8,16 @@ of the main pages are written to tests/artifacts/.
 """
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from tests.test_browser import ARTIFACTS, chromium, node_url  # noqa: F401 (a fixture)
+from node.cli import initialise
+from tests.helpers import serving
+from tests.test_browser import ARTIFACTS, chromium, node_url, seed  # noqa: F401 (a fixture)
 
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
 LANGUAGES = ("en", "de", "es")
@@ -56,4 +59,37 @@ def test_every_public_page_has_no_axe_violation(node_url, viewport):  # noqa: F8
                     page.screenshot(path=str(ARTIFACTS / f"{viewport}-{name.strip('/')}.png"),
                                     full_page=True)
             context.close()
+    assert not found, "\n".join(found)
+
+
+ADMIN_PAGES = ("/admin/settings", "/admin/accounts", "/admin/peers", "/admin/reports",
+               "/admin/audit", "/account")
+
+
+@pytest.fixture
+def admin_node(tmp_path):
+    """A seeded node and its first admin's one-time login link."""
+    data = tmp_path / "node"
+    link = initialise(data, "http://127.0.0.1")
+    asyncio.run(seed(data / "grassroots.db"))
+    with serving(data) as (url, _):
+        yield url, link.removeprefix("http://127.0.0.1")
+
+
+def test_admin_screens_fit_a_phone_and_have_no_axe_violation(admin_node):
+    url, link = admin_node
+    axe = Axe()
+    found: list[str] = []
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORTS["phone"])
+        page.goto(url + link)
+        page.get_by_role("button", name="Log in").click()
+        for path in ADMIN_PAGES:
+            page.goto(url + path)
+            assert page.url == url + path, page.url  # still logged in, not sent away
+            for violation in axe.run(page).response["violations"]:
+                found.append(f"{path}: {violation['id']} {[n['target'] for n in violation['nodes']][:3]}")
+            wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if wide > 0:
+                found.append(f"{path}: the page is {wide}px wider than the phone")
     assert not found, "\n".join(found)
