@@ -177,8 +177,14 @@ def test_promoted_co_facilitator_can_edit_and_last_facilitator_cannot_leave(
     facilitator, visitor, run_db
 ):
     create(facilitator)
+    # The sole facilitator is shown where to hand over first, and stays.
     r = facilitator.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}")
-    assert r.status_code == 409
+    assert (r.status_code, r.headers["location"]) == (303, f"/groups/{SLUG}/members?handover=1")
+    page = facilitator.get(r.headers["location"])
+    assert page.status_code == 200 and "only facilitator" in page.text
+    assert run_db(lambda db: db.fetchval(
+        "SELECT count(*) FROM memberships m JOIN groups g ON g.id = m.group_id"
+        " WHERE g.slug = ?", (SLUG,))) == 1
     m = member(visitor, "Quin")
     m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
     quin = run_db(lambda db: db.fetchval("SELECT id FROM accounts WHERE display_name = 'Quin'"))

@@ -148,8 +148,9 @@ async def leave(request: Request) -> Response:
     account = await require_account(request)
     if membership is not None:
         if not await store.remove_membership(request.state.db, group.id, account.id):
-            raise HTTPException(409, gettext("You are this group's only facilitator. "
-                                       "Make another member a facilitator before leaving."))
+            # The sole facilitator is shown where to hand over, not an error.
+            return RedirectResponse(f"/groups/{group.slug}/members?handover=1",
+                                    status_code=303)
     return RedirectResponse(
         f"/groups/{group.slug}" if group.visibility is not Visibility.PRIVATE else "/account",
         status_code=303,
@@ -163,6 +164,9 @@ async def members(request: Request) -> Response:
     group, account, _ = await managed_group(request, request.path_params["slug"])
     db = request.state.db
     messages: list[str] = []
+    if request.query_params.get("handover"):
+        messages.append(gettext("You are this group's only facilitator. "
+                                "Make another member a facilitator before leaving."))
     status = 200
     if request.method == "POST":
         form = await request.form()
