@@ -27,8 +27,10 @@ def account_id(run_db, email: str) -> int:
     return found.id
 
 
-def act(admin, action: str, target_id: int):
-    return admin.post("/admin/accounts", {"action": action, "account_id": str(target_id)},
+def act(admin, action: str, target_id: int, confirmed: bool = True):
+    """An action on the accounts screen, confirmed when the screen asks first."""
+    form = {"action": action, "account_id": str(target_id)}
+    return admin.post("/admin/accounts", form | ({"confirmed": "yes"} if confirmed else {}),
                       page="/admin/accounts")
 
 
@@ -156,6 +158,9 @@ def test_suspending_ends_the_members_session(admin, visitor, open_registration, 
     assert member.get("/account").status_code == 200
     river = account_id(run_db, "river@example.org")
 
+    asked = act(admin, "suspend", river, confirmed=False)  # asks first, changes nothing
+    assert "Are you sure?" in asked.text and 'name="confirmed" value="yes"' in asked.text
+    assert member.get("/account").status_code == 200
     assert "suspended and logged out" in act(admin, "suspend", river).text
     assert member.get("/account", follow_redirects=False).status_code == 303
     assert "suspended" in member.login("river@example.org").text

@@ -347,7 +347,11 @@ def test_changing_a_slot_that_is_not_in_the_series_is_400(facilitator, run_db):
 
 def test_cancelling_the_series_removes_every_meeting_until_reinstated(facilitator, run_db):
     event_id = schedule(facilitator, repeat="weekly")
-    assert facilitator.post(f"/events/{event_id}/cancel", {"action": "cancel"}).status_code == 303
+    asked = facilitator.post(f"/events/{event_id}/cancel", {"action": "cancel"})
+    assert asked.status_code == 200 and "Yes, cancel the series" in asked.text  # asks first
+    assert run_db(lambda db: events.get_event(db, event_id)).cancelled is False
+    assert facilitator.post(f"/events/{event_id}/cancel",
+                            {"action": "cancel", "confirmed": "yes"}).status_code == 303
     assert f"/events/{event_id}?on=" not in facilitator.get(f"/groups/{SLUG}").text
     assert "This meeting series is cancelled" in facilitator.get(f"/events/{event_id}").text
     r = facilitator.post(f"/events/{event_id}/cancel", {"action": "reinstate"})

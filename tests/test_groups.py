@@ -195,6 +195,21 @@ def test_promoted_co_facilitator_can_edit_and_last_facilitator_cannot_leave(
     assert m.get(f"/groups/{SLUG}/members").status_code == 200
 
 
+def test_removing_a_member_asks_first(facilitator, visitor, run_db):
+    create(facilitator)
+    m = member(visitor, "Sol")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    sol = run_db(lambda db: db.fetchval("SELECT id FROM accounts WHERE display_name = 'Sol'"))
+    remove = {"action": "remove", "account_id": str(sol)}
+    asked = facilitator.post(f"/groups/{SLUG}/members", remove, page=f"/groups/{SLUG}/members")
+    assert asked.status_code == 200 and "Remove Sol from" in asked.text
+    assert "You are a member of this group" in m.get(f"/groups/{SLUG}").text  # not yet
+    done = facilitator.post(f"/groups/{SLUG}/members", remove | {"confirmed": "yes"},
+                            page=f"/groups/{SLUG}/members")
+    assert done.status_code == 303
+    assert "Join this group" in m.get(f"/groups/{SLUG}").text
+
+
 def test_member_can_leave(facilitator, visitor):
     create(facilitator)
     m = member(visitor, "Rae")

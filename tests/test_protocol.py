@@ -655,7 +655,7 @@ def test_mastodon_follower_gets_accepted_then_meetings_then_undoes(dev_node, mas
     assert update.body["object"]["published"] == create.body["object"]["published"]
 
     # Cancelled: updated again, saying so.
-    assert admin.post(f"/events/{event_id}/cancel", {"action": "cancel"},
+    assert admin.post(f"/events/{event_id}/cancel", {"action": "cancel", "confirmed": "yes"},
                       page=f"/events/{event_id}").status_code == 303
     cancelled = wait_for(lambda: [u for u in notes("Update")
                                   if "Cancelled" in u.body["object"]["content"]],

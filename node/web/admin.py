@@ -14,6 +14,7 @@ from node.storage import accounts as store
 from node.storage.audit import record_action
 from node.storage.settings import load_settings, save_settings
 from node.web.auth import require_admin
+from node.web.confirm import ask, confirmed
 from node.web.templating import render
 
 MAX_INVITE_USES = 100
@@ -68,6 +69,11 @@ async def accounts(request: Request) -> Response:
             target = await _target(request, text(form, "account_id"))
             if target is None:
                 outcome = Outcome(problem=_("That account does not exist any more."))
+            elif action == "suspend" and not confirmed(form) and target.id != me.id:
+                return await ask(request, form, back="/admin/accounts", question=_(
+                    "Suspend %(name)s? They are logged out everywhere and cannot log in"
+                    " until an admin makes the account active again.",
+                    name=target.display_name), confirm=_("Yes, suspend the account"))
             else:
                 outcome = await _account_action(request, me, target, action)
                 if not outcome.problem:

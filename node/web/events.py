@@ -47,6 +47,7 @@ from node.web.occurrences import (
     slot_of,
 )
 from node.timezones import zone_menu
+from node.web.confirm import ask, confirmed
 from node.web.templating import render
 
 DEFAULT_TIMEZONE = "Europe/London"
@@ -227,8 +228,14 @@ async def change_occurrence(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     """Cancel or reinstate the whole series."""
     event, _, _, _ = await managed_event(request)
-    action = text(await request.form(), "action")
+    form = await request.form()
+    action = text(form, "action")
     if action not in ("cancel", "reinstate"):
         raise HTTPException(400, gettext("Choose to cancel or reinstate the series."))
+    if action == "cancel" and not confirmed(form):
+        return await ask(request, form, back=event_url(event), question=gettext(
+            "Cancel every meeting of “%(title)s”? Everyone who looks at them sees that"
+            " they are cancelled.", title=event.title),
+            confirm=gettext("Yes, cancel the series"))
     await store.set_cancelled(request.state.db, event.id, action == "cancel")
     return RedirectResponse(event_url(event), status_code=303)

@@ -35,6 +35,7 @@ from node.web.auth import (
     visible_group,
 )
 from node.web.federated import group_page
+from node.web.confirm import ask, confirmed
 from node.web.templating import render
 
 FORM_CHOICES = {
@@ -175,6 +176,15 @@ async def members(request: Request) -> Response:
         if action not in MEMBER_ACTIONS or not target.isdigit():
             raise HTTPException(400, gettext("Unknown member action."))
         target_id = int(target)
+        if action == "remove" and not confirmed(form):
+            name = next((m.display_name for m in await store.list_members(db, group.id)
+                         if m.account_id == target_id), None)
+            if name is not None:
+                return await ask(request, form, back=f"/groups/{group.slug}/members",
+                                 question=gettext("Remove %(name)s from “%(group)s”? They can"
+                                                  " ask to join again.", name=name,
+                                                  group=group.name),
+                                 confirm=gettext("Yes, remove them"))
         if action == "approve":
             done = await store.approve_membership(db, group.id, target_id)
         elif action in ("decline", "remove"):
