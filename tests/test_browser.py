@@ -100,10 +100,15 @@ def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_role("heading", name="Find a group")).to_be_visible()
 
+        page.get_by_text("Filters", exact=True).click()  # the folded filter panel
         page.get_by_label("Topic", exact=True).select_option("grief")
         page.get_by_label("Step-free access").check()
         page.get_by_role("button", name="Show groups").click()
         expect(page.get_by_role("heading", name="1 group found")).to_be_visible()
+        # The active filters show as chips; removing one widens the search again.
+        chips = page.get_by_role("list", name="Active filters")
+        expect(chips.get_by_role("link")).to_have_count(2)
+        expect(page.get_by_text("Filters (2)")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "directory.png"), full_page=True)
         page.get_by_role("link", name="Grief Walk").click()
 

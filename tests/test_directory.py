@@ -131,3 +131,14 @@ def test_a_cards_next_meeting_is_in_the_meetings_own_zone(listed, visitor, run_d
     page = visitor().get("/groups", params={"q": "grief circle leith"}).text
     card = page[page.index("Grief Circle Leith"):]
     assert f"{soon.day} {soon:%b %Y, %H:%M} (Asia/Tokyo)" in card.split("</article>")[0]
+
+
+def test_active_filters_show_as_chips_that_each_remove_one(listed, visitor):
+    page = visitor().get("/groups", params=[("topic", "grief"), ("accessibility", "step_free"),
+                                             ("accessibility", "quiet_space")]).text
+    chips = page[page.index('aria-label="Active filters"'):].split("</ul>")[0]
+    assert "Filters (3)" in page
+    assert 'href="?accessibility=step_free&amp;accessibility=quiet_space"' in chips  # topic gone
+    assert 'href="?topic=grief&amp;accessibility=quiet_space"' in chips
+    assert "Step-free access" in chips and "Topic: grief" in chips
+    assert "Filters (" not in visitor().get("/groups").text

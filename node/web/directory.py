@@ -74,6 +74,7 @@ async def groups_page(request: Request) -> Response:
         "directory.html",
         {"query": query, "errors": errors, "results": page, "choices": choices,
          "formats": list(Format), "costs": list(Cost), "base_params": base,
+         "active": [(name, value) for name, value in base if value],
          "subscribe": subscriptions(request)},
         status=400 if errors else 200,
     )
