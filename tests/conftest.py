@@ -12,6 +12,8 @@ from starlette.testclient import TestClient
 from node.app import create_app
 from node.cli import initialise
 from node.config import load_config
+from node.storage import accounts
+from tests.helpers import run_on
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -100,22 +102,7 @@ def admin(visitor, admin_link: str) -> Browser:
 @pytest.fixture
 def run_db(data_dir: Path, client):
     """Run ``fn(db)`` against the node's real database file (setup and checks)."""
-    import asyncio
-
-    from node.db import Database
-
-    def run(fn):
-        async def go():
-            db = Database(data_dir / "grassroots.db")
-            await db.open()
-            try:
-                return await fn(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
-
-    return run
+    return lambda fn: run_on(data_dir / "grassroots.db", fn)
 
 
 @pytest.fixture
@@ -125,3 +112,10 @@ def open_registration(run_db):
     from node.storage.settings import save_settings
 
     run_db(lambda db: save_settings(db, NodeSettings(registration=RegistrationMode.OPEN)))
+
+
+@pytest.fixture
+def facilitator_id(visitor, open_registration, run_db) -> int:
+    """A registered account that creates groups in a test; its id."""
+    visitor().register("Fay Quietly", "fay@example.org")
+    return run_db(lambda db: accounts.find_account(db, "fay@example.org")).id

@@ -11,7 +11,7 @@ from dateutil.rrule import rrulestr
 from icalendar import Calendar
 
 from node.domain import EventDraft, Format, OccurrenceChange, Visibility
-from node.storage import accounts, events, groups, remote
+from node.storage import events, groups, remote
 from node.storage.moderation import hide_listing
 from tests.helpers import draft
 
@@ -36,12 +36,6 @@ def weekly(title: str = "Grief evening", **overrides: object) -> EventDraft:
         "format": Format.IN_PERSON, "place": "Community hall"}
     values.update(overrides)
     return EventDraft(**values)
-
-
-@pytest.fixture
-def facilitator_id(visitor, open_registration, run_db) -> int:
-    visitor().register("Fay Quietly", "fay@example.org")
-    return run_db(lambda db: accounts.find_account(db, "fay@example.org")).id
 
 
 @pytest.fixture

@@ -28,20 +28,8 @@ from node.cli import initialise
 from node.db import Database, connect_sync, stamp
 from node.domain import EventDraft, Format
 from node.storage import accounts, events, groups
-from tests.helpers import draft, free_port
+from tests.helpers import draft, free_port, run_on
 from tests.test_crash import NodeProcess
-
-
-def on_db(path: Path, scenario: Callable[[Database], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        db = Database(path)
-        await db.open()
-        try:
-            return await scenario(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(go())
 
 
 def arrival(n: int, actor: Any = "https://peer.test/actor") -> store.Arrival:
@@ -91,7 +79,7 @@ def test_every_writing_connection_commits_with_synchronous_full(tmp_path):
             cursor = await conn.execute("PRAGMA journal_mode")
             assert (await cursor.fetchone())[0] == "wal"
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
     conn = connect_sync(tmp_path / "node.db")  # the CLI's and the backup's connection
     try:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
@@ -122,7 +110,7 @@ def test_200_concurrent_accepts_share_a_handful_of_commits_and_are_stored_once(t
         stored = await stored_ids(db)
         assert len(stored) == 150 and set(stored.values()) == {1}
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
 
 
 def test_arrivals_during_a_commit_go_in_the_next_one(tmp_path):
@@ -146,7 +134,7 @@ def test_arrivals_during_a_commit_go_in_the_next_one(tmp_path):
         assert commits <= 300 / 10
         assert len(await stored_ids(db)) == 300
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
 
 
 def test_a_failed_batch_fails_every_request_in_it_and_stores_nothing(tmp_path):
@@ -162,7 +150,7 @@ def test_a_failed_batch_fails_every_request_in_it_and_stores_nothing(tmp_path):
         assert await acceptor.accept(arrival(1)) is True  # the next batch is fine
         await acceptor.stop()
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
 
 
 def test_stopping_stores_what_is_waiting_and_refuses_what_comes_later(tmp_path):
@@ -177,7 +165,7 @@ def test_stopping_stores_what_is_waiting_and_refuses_what_comes_later(tmp_path):
             await acceptor.accept(arrival(6))
         assert len(await stored_ids(db)) == 5
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
 
 
 # --- leases and the runner's stop ----------------------------------------------------
@@ -199,7 +187,7 @@ def test_a_starting_runner_releases_what_a_killed_one_had_claimed(tmp_path):
         assert [i.activity_id for i in await store.claim_inbox_items(db)] \
             == [arrival(1).activity_id]
 
-    on_db(tmp_path / "node.db", scenario)
+    run_on(tmp_path / "node.db", scenario)
 
 
 def run_with_runner(tmp_path: Path, monkeypatch, applying: Callable[[str], Awaitable[None]],
@@ -215,7 +203,7 @@ def run_with_runner(tmp_path: Path, monkeypatch, applying: Callable[[str], Await
         async with Fetcher(allow_private=True) as fetcher:
             await scenario(db, Federation(db, fetcher, Urls("http://ours.test")))
 
-    on_db(tmp_path / "node.db", go)
+    run_on(tmp_path / "node.db", go)
 
 
 async def states(db: Database) -> dict[str, tuple[str, bool]]:

@@ -9,7 +9,7 @@ import pytest
 from icalendar import Calendar
 
 from node.domain import EventDraft, Format, OccurrenceChange, Visibility
-from node.storage import accounts, events, groups
+from node.storage import events, groups
 from tests.helpers import draft
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -37,12 +37,6 @@ def meeting(**overrides: object) -> EventDraft:
     )
     values.update(overrides)
     return EventDraft(**values)
-
-
-@pytest.fixture
-def facilitator_id(visitor, open_registration, run_db) -> int:
-    visitor().register("Fay Quietly", "fay@example.org")
-    return run_db(lambda db: accounts.find_account(db, "fay@example.org")).id
 
 
 @pytest.fixture
