@@ -53,6 +53,7 @@ ROUTES = federation_web.ROUTES + [
     Route("/groups/{slug}/edit", groups.edit, methods=["GET", "POST"]),
     Route("/groups/{slug}/join", groups.join, methods=["POST"]),
     Route("/groups/{slug}/leave", groups.leave, methods=["POST"]),
+    Route("/groups/{slug}/delete", groups.delete, methods=["POST"]),
     Route("/groups/{slug}/members", groups.members, methods=["GET", "POST"]),
     Route("/groups/{slug}/report", moderation.report_group, methods=["GET", "POST"]),
     Route("/groups/{slug}/events/new", events.create, methods=["GET", "POST"]),
@@ -90,6 +91,7 @@ ROUTES = federation_web.ROUTES + [
     Route("/admin/listings", moderation.admin_listings, methods=["POST"]),
     Route("/admin/audit", moderation.audit),
     Route("/language", language.choose, methods=["POST"]),
+    Route("/timezone", language.choose_zone, methods=["GET", "POST"]),
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
 ]
 

@@ -23,6 +23,7 @@ LANGUAGES = ("en", "de", "es")  # English is the language of the sources
 OWN_NAMES = {"en": "English", "de": "Deutsch", "es": "español"}
 DEFAULT = "en"
 COOKIE = "lang"
+ZONE_COOKIE = "tz"  # the visitor's own time zone, when they chose one
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
 # Date and time patterns (CLDR) per language: 'Tue 3 Mar 2026, 19:00', 'Di., 3. März 2026, 19:00'.
@@ -33,6 +34,7 @@ DATETIME_PATTERNS = {
 }
 
 _language: ContextVar[str] = ContextVar("language", default=DEFAULT)
+_zone: ContextVar[str | None] = ContextVar("zone", default=None)
 _catalogues: dict[str, stdlib_gettext.NullTranslations] = {}
 
 
@@ -47,6 +49,10 @@ def current_language() -> str:
 
 def use_language(language: str) -> None:
     _language.set(language if language in LANGUAGES else DEFAULT)
+
+
+def visitor_zone() -> str | None:
+    return _zone.get()
 
 
 def supported(language: str) -> str | None:
@@ -110,6 +116,22 @@ DAY_PATTERNS = {
 }
 
 
+def zone_abbreviation(value: datetime, tz: str) -> str:
+    """The zone as clocks there name it at that moment: 'CET', 'CEST', 'EST', '-03'."""
+    return value.astimezone(ZoneInfo(tz)).tzname() or tz
+
+
+def in_visitor_zone(value: datetime, tz: str) -> str:
+    """'Tue 3 Mar 2026, 13:00 EST' when the visitor's chosen zone reads the moment
+    differently from ``tz``; else nothing."""
+    mine = _zone.get()
+    if mine is None or mine == tz:
+        return ""
+    if value.astimezone(ZoneInfo(mine)).utcoffset() == value.astimezone(ZoneInfo(tz)).utcoffset():
+        return ""
+    return f"{format_when(value, mine)} {zone_abbreviation(value, mine)}"
+
+
 def format_day(value: datetime) -> str:
     """The day of a moment, in words, in the zone it carries."""
     from babel.dates import format_date
@@ -168,19 +190,31 @@ def from_accept_language(header: str) -> str | None:
     return min(ranked)[2] if ranked else None
 
 
-def from_cookie(header: str) -> str | None:
+def _cookie(header: str, name: str) -> str | None:
     cookies: SimpleCookie = SimpleCookie()
     try:
         cookies.load(header)
-    except Exception:  # a malformed Cookie header names no language
+    except Exception:  # a malformed Cookie header names nothing
         return None
-    morsel = cookies.get(COOKIE)
-    return supported(morsel.value) if morsel else None
+    morsel = cookies.get(name)
+    return morsel.value if morsel else None
+
+
+def from_cookie(header: str) -> str | None:
+    value = _cookie(header, COOKIE)
+    return supported(value) if value else None
+
+
+def zone_from_cookie(header: str) -> str | None:
+    from node.forms import known_timezone
+
+    value = _cookie(header, ZONE_COOKIE)
+    return value if known_timezone(value) else None
 
 
 class LanguageNegotiation:
     """Set the request's language: the picker's cookie, else Accept-Language, else the
-    node's default language."""
+    node's default language; and the visitor's time zone, if they chose one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -195,6 +229,7 @@ class LanguageNegotiation:
                     or from_accept_language(headers.get(b"accept-language", ""))
                     or await _node_language(scope))
         token = _language.set(language)
+        zone_token = _zone.set(zone_from_cookie(headers.get(b"cookie", "")))
 
         async def send_varying(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -206,6 +241,7 @@ class LanguageNegotiation:
             await self.app(scope, receive, send_varying)
         finally:
             _language.reset(token)
+            _zone.reset(zone_token)
 
 
 async def _node_language(scope: Scope) -> str:

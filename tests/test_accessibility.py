@@ -36,7 +36,8 @@ def public_pages(base: str) -> dict[str, str]:
             "peer meeting": peer_meeting, "register": "/register", "login": "/login",
             "calendar": "/events", "agenda": "/events?view=agenda",
             "flyer": f"{local}/flyer", "meeting flyer": f"{meeting}/flyer",
-            "embed": f"{local}/embed", "not found": "/groups/no-such-group"}
+            "embed": f"{local}/embed", "time zone": "/timezone?next=/events",
+            "not found": "/groups/no-such-group"}
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

@@ -130,7 +130,8 @@ def test_a_cards_next_meeting_is_in_the_meetings_own_zone(listed, visitor, run_d
         timezone="Asia/Tokyo", rrule=None, format=Format.ONLINE)))
     page = visitor().get("/groups", params={"q": "grief circle leith"}).text
     card = page[page.index("Grief Circle Leith"):]
-    assert f"{soon.day} {soon:%b %Y, %H:%M} (Asia/Tokyo)" in card.split("</article>")[0]
+    assert (f'{soon.day} {soon:%b %Y, %H:%M} <abbr title="Asia/Tokyo">JST</abbr>'
+            in card.split("</article>")[0])
 
 
 def test_active_filters_show_as_chips_that_each_remove_one(listed, visitor):

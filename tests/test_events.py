@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -252,6 +254,50 @@ async def statuses_by_name(db, event_id: int) -> dict[str, RsvpStatus | None]:
     rows = await db.fetchall("SELECT id, display_name FROM accounts")
     return {name: await events.rsvp_status(db, event_id, key(FIRST), account_id)
             for account_id, name in rows if name in ("Ana", "Ben", "Cai")}
+
+
+def test_every_answer_is_confirmed_once_on_the_next_page(facilitator, visitor):
+    event_id = schedule(facilitator, capacity="1")
+    ana, ben = joined(visitor, "Ana"), joined(visitor, "Ben")
+    day = f"{FIRST:%A} {FIRST.day} {FIRST:%B %Y}"
+    rsvp(ana, event_id, "yes")
+    page = ana.get(f"/events/{event_id}?on={key(FIRST)}").text
+    assert f'<p class="notice" role="status">You are going on {day}.</p>' in page
+    assert f"You are going on {day}" not in ana.get(f"/events/{event_id}").text  # said once
+    rsvp(ben, event_id, "yes")
+    assert (f"The meeting on {day} is full: you are on the waiting list"
+            in ben.get(f"/events/{event_id}").text)
+    rsvp(ana, event_id, "no")
+    assert f"You are not going on {day}." in ana.get(f"/events/{event_id}").text
+
+
+def test_an_online_meeting_is_also_shown_in_the_visitors_chosen_zone(facilitator, visitor):
+    online = schedule(facilitator, format="online", online_url=SECRET_LINK,
+                      timezone="Asia/Tokyo")
+    in_person = schedule(facilitator)
+    guest = visitor()
+    page = guest.get(f"/events/{online}").text
+    assert "in your time zone." not in page  # nothing chosen: the meeting's own zone only
+    here = f"/events/{online}?on={key(FIRST)}"
+    assert f'href="/timezone?next={quote(here, safe="/")}"' in page
+
+    refused = guest.post("/timezone", {"zone": "Mars/Olympus_Mons", "next": here},
+                         page="/timezone")
+    assert refused.status_code == 400 and "Choose a time zone from the list." in refused.text
+    assert "tz" not in guest.cookies
+
+    chosen = guest.post("/timezone", {"zone": "America/New_York", "next": here},
+                        page="/timezone")
+    assert chosen.status_code == 303 and chosen.headers["location"] == here
+    page = guest.get(here).text
+    assert "Times are shown in America/New_York too." in page
+    new_york = FIRST.replace(tzinfo=ZoneInfo("Asia/Tokyo")).astimezone(ZoneInfo("America/New_York"))
+    assert f"That is {shown(new_york)} EST in your time zone." in page
+    assert f'{shown(FIRST)}</time>' in page and '<abbr title="Asia/Tokyo">JST</abbr>' in page
+    assert "in your time zone" not in guest.get(f"/events/{in_person}").text  # met in a room
+
+    guest.post("/timezone", {"zone": "", "next": here}, page="/timezone")
+    assert "in your time zone." not in guest.get(here).text
 
 
 def test_only_members_can_rsvp(facilitator, visitor, run_db):

@@ -1,6 +1,8 @@
 """Groups through the real app: creating, visibility, joining and roles."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from node.storage import groups
@@ -35,6 +37,32 @@ def test_facilitator_creates_a_group_with_every_listing_field(facilitator):
                      "Leith", "12 Kirkgate", "Step-free access", "Quiet space",
                      "What is said here stays here", "hello@grief-circle.example", "Edit group"):
         assert expected in page
+
+
+def test_the_group_page_answers_a_newcomer_first_then_lists_meetings_one_line_each(
+        facilitator, visitor):
+    create(facilitator, audiences="adults")
+    for title in ("Tuesday Grief Circle", "Tuesday Grief Circle", "Walk and talk"):
+        facilitator.post(f"/groups/{SLUG}/events/new", meeting_form(title=title),
+                         page=f"/groups/{SLUG}/events/new")
+    page = visitor().get(f"/groups/{SLUG}").text
+    summary = page[page.index('<dl class="summary">'):page.index("</dl>")]
+    labels = re.findall(r"<dt>([^<]+)</dt>", summary)
+    assert labels == ["Topics", "Who it is for", "Next meeting", "Where", "Cost",
+                      "Accessibility", "Languages", "Joining"]
+    for fact in ("bereavement, grief", "adults", "In person, Leith: 12 Kirkgate, Edinburgh",
+                 "Free", "Step-free access", "English", "Open: anyone can join at once",
+                 '<abbr title="Europe/London">'):
+        assert fact in summary, fact
+    # Then the meetings, each one line; a title is said only when it is not the group's.
+    meetings = page[page.index('<ul class="meetings">'):]
+    meetings = meetings[:meetings.index("</ul>")]
+    assert meetings.count("<li>") == 3
+    assert "Tuesday Grief Circle" not in meetings and meetings.count("Walk and talk") == 1
+    # The description and agreements come after what a newcomer asks first.
+    assert (page.index('<dl class="summary">') < page.index('<ul class="meetings">')
+            < page.index("We meet <strong>weekly</strong>")
+            < page.index("What is said here stays here"))
 
 
 def test_bad_group_form_keeps_values_and_stores_nothing(facilitator, run_db):
@@ -216,6 +244,37 @@ def test_member_can_leave(facilitator, visitor):
     m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
     m.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}")
     assert "Join this group" in m.get(f"/groups/{SLUG}").text
+
+
+def test_joining_and_leaving_are_confirmed_on_the_next_page(facilitator, visitor):
+    create(facilitator)
+    m = member(visitor, "Rae")
+    m.post(f"/groups/{SLUG}/join", {"accept_agreements": "yes"}, page=f"/groups/{SLUG}")
+    notice = '<p class="notice" role="status">{}</p>'
+    assert notice.format("Welcome to Tuesday Grief Circle: you are a member now.") in m.get(
+        f"/groups/{SLUG}").text
+    m.post(f"/groups/{SLUG}/leave", page=f"/groups/{SLUG}")
+    assert notice.format("You have left Tuesday Grief Circle.") in m.get(f"/groups/{SLUG}").text
+
+
+def test_deleting_a_group_asks_first_then_removes_it_and_its_meetings(facilitator, visitor,
+                                                                     run_db):
+    create(facilitator)
+    facilitator.post(f"/groups/{SLUG}/events/new", meeting_form(),
+                     page=f"/groups/{SLUG}/events/new")
+    outsider = member(visitor, "Olu")
+    refused = outsider.post(f"/groups/{SLUG}/delete", {"confirmed": "yes"}, page="/groups")
+    assert refused.status_code == 403
+    asked = facilitator.post(f"/groups/{SLUG}/delete", page=f"/groups/{SLUG}/edit")
+    assert asked.status_code == 200 and "Delete “Tuesday Grief Circle”" in asked.text
+    counts = "SELECT (SELECT count(*) FROM groups), (SELECT count(*) FROM events)"
+    assert tuple(run_db(lambda db: db.fetchone(counts))) == (1, 1)  # not before the yes
+    done = facilitator.post(f"/groups/{SLUG}/delete", {"confirmed": "yes"},
+                            page=f"/groups/{SLUG}/edit")
+    assert done.status_code == 303 and done.headers["location"] == "/account"
+    assert "“Tuesday Grief Circle” is deleted." in facilitator.get("/account").text
+    assert tuple(run_db(lambda db: db.fetchone(counts))) == (0, 0)
+    assert facilitator.get(f"/groups/{SLUG}").status_code == 404
 
 
 def test_private_group_is_404_for_non_members_and_absent_everywhere(facilitator, visitor):

@@ -20,7 +20,7 @@ from node.storage import accounts as store
 from node.storage.groups import groups_of
 from node.storage.settings import load_settings
 from node.web.auth import SESSION_KEY, current_account, log_in, log_out, require_account
-from node.web.templating import render
+from node.web.templating import render, see_other
 
 
 def safe_next(target: str) -> str:
@@ -67,7 +67,9 @@ async def register(request: Request) -> Response:
                 return await render(request, "registered.html", {})
             else:
                 await log_in(request, account_id)
-                return RedirectResponse("/groups", status_code=303)
+                return see_other(request, "/groups", _(
+                    "Welcome, %(name)s. Your account is ready: find a group to join.",
+                    name=data["display_name"]))
     values = form_values(form)
     values.pop("password", None)
     context.update(values=values, errors=errors)
@@ -109,7 +111,8 @@ async def login(request: Request) -> Response:
         return await render(request, "login.html", context, status=403)
     by_account.reset(email)
     await log_in(request, found[0].id)
-    return RedirectResponse(safe_next(text(form, "next") or next_url), status_code=303)
+    return see_other(request, safe_next(text(form, "next") or next_url),
+                     _("You are logged in as %(name)s.", name=found[0].display_name))
 
 
 async def login_link(request: Request) -> Response:
@@ -122,12 +125,13 @@ async def login_link(request: Request) -> Response:
         return await render(request, "login_link.html", {"token": token, "invalid": True},
                             status=400)
     await log_in(request, account_id)
-    return RedirectResponse("/account", status_code=303)
+    return see_other(request, "/account", _(
+        "You are logged in. If you have no password yet, set one below."))
 
 
 async def logout(request: Request) -> Response:
     await log_out(request)
-    return RedirectResponse("/", status_code=303)
+    return see_other(request, "/", _("You are logged out."))
 
 
 async def account(request: Request) -> Response:

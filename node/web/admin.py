@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from node.domain import Account, AccountStatus, RegistrationMode
 from node.forms import form_values, parse_settings, text
@@ -15,7 +15,7 @@ from node.storage.audit import record_action
 from node.storage.settings import load_settings, save_settings
 from node.web.auth import require_admin
 from node.web.confirm import ask, confirmed
-from node.web.templating import render
+from node.web.templating import render, see_other
 
 MAX_INVITE_USES = 100
 
@@ -80,7 +80,7 @@ async def accounts(request: Request) -> Response:
                     await record_action(db, me, f"account.{action}", target.display_name)
                 if action == "revoke" and target.id == me.id and not outcome.problem:
                     # Without the admin right this page is closed to you.
-                    return RedirectResponse("/account", status_code=303)
+                    return see_other(request, "/account", outcome.message)
     return await render(request, "admin_accounts.html", {
         "accounts": await store.list_accounts(db),
         "invites": await store.list_invite_codes(db),

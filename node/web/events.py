@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from node.domain import (
     Account,
@@ -18,6 +18,7 @@ from node.domain import (
     Membership,
     Occurrence,
     OccurrenceChange,
+    RsvpStatus,
 )
 from node.forms import (
     REPEATS,
@@ -28,7 +29,7 @@ from node.forms import (
     text,
     timezone_names,
 )
-from node.i18n import gettext
+from node.i18n import format_day, gettext
 from node.recurrence import is_series_slot
 from node.storage import events as store
 from node.storage.groups import get_group_by_id
@@ -48,7 +49,7 @@ from node.web.occurrences import (
 )
 from node.timezones import zone_menu
 from node.web.confirm import ask, confirmed
-from node.web.templating import render
+from node.web.templating import render, see_other
 
 DEFAULT_TIMEZONE = "Europe/London"
 
@@ -107,7 +108,8 @@ async def create(request: Request) -> Response:
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
     event_id = await store.create_event(request.state.db, group.id, draft)
-    return RedirectResponse(f"/events/{event_id}", status_code=303)
+    return see_other(request, f"/events/{event_id}", gettext(
+        "The meeting is scheduled. Members can now say they are coming."))
 
 
 async def edit(request: Request) -> Response:
@@ -127,7 +129,7 @@ async def edit(request: Request) -> Response:
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
     await store.update_event(request.state.db, event.id, draft)
-    return RedirectResponse(event_url(event), status_code=303)
+    return see_other(request, event_url(event), gettext("The changes are saved."))
 
 
 async def _render_event(
@@ -191,10 +193,15 @@ async def rsvp(request: Request) -> Response:
     if answer == "yes":
         if occurrence.end <= datetime.now(UTC):
             raise HTTPException(400, gettext("This meeting has already happened."))
-        await store.rsvp_yes(db, event.id, occurrence.key, account.id)
+        going = await store.rsvp_yes(db, event.id, occurrence.key, account.id)
+        message = (gettext("You are going on %(day)s.", day=format_day(occurrence.start))
+                   if going is RsvpStatus.GOING else gettext(
+                       "The meeting on %(day)s is full: you are on the waiting list, and get"
+                       " a place when one opens up.", day=format_day(occurrence.start)))
     else:
         await store.rsvp_no(db, event.id, occurrence.key, account.id)
-    return RedirectResponse(event_url(event, occurrence.key), status_code=303)
+        message = gettext("You are not going on %(day)s.", day=format_day(occurrence.start))
+    return see_other(request, event_url(event, occurrence.key), message)
 
 
 OCCURRENCE_ACTIONS = ("cancel", "move", "restore")
@@ -213,8 +220,10 @@ async def change_occurrence(request: Request) -> Response:
     db = request.state.db
     if action == "cancel":
         await store.change_occurrence(db, event.id, OccurrenceChange(slot, cancelled=True))
+        message = gettext("This meeting is cancelled. The rest of the series is unchanged.")
     elif action == "restore":
         await store.restore_occurrence(db, event.id, slot)
+        message = gettext("This meeting is back at its usual time.")
     else:
         change, errors = parse_move_form(form, slot, event.timezone)
         if change is None:
@@ -222,7 +231,8 @@ async def change_occurrence(request: Request) -> Response:
             return await _render_event(request, event, group, account, membership, occurrence,
                                        errors=errors, values=form_values(form), status=400)
         await store.change_occurrence(db, event.id, change)
-    return RedirectResponse(event_url(event, key), status_code=303)
+        message = gettext("This meeting is moved. Its page shows the new time.")
+    return see_other(request, event_url(event, key), message)
 
 
 async def cancel(request: Request) -> Response:
@@ -238,4 +248,5 @@ async def cancel(request: Request) -> Response:
             " they are cancelled.", title=event.title),
             confirm=gettext("Yes, cancel the series"))
     await store.set_cancelled(request.state.db, event.id, action == "cancel")
-    return RedirectResponse(event_url(event), status_code=303)
+    return see_other(request, event_url(event), gettext("Every meeting of the series is cancelled.")
+                     if action == "cancel" else gettext("The series is back on."))

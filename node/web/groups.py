@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from node.domain import (
     ACCESSIBILITY,
@@ -22,7 +22,7 @@ from node.domain import (
     Visibility,
 )
 from node.forms import form_values, group_form_values, parse_group_form, text
-from node.i18n import gettext
+from node.i18n import N_, gettext
 from node.storage import groups as store
 from node.storage.events import upcoming_meetings
 from node.web.auth import (
@@ -36,7 +36,7 @@ from node.web.auth import (
 )
 from node.web.federated import group_page
 from node.web.confirm import ask, confirmed
-from node.web.templating import render
+from node.web.templating import render, see_other
 
 FORM_CHOICES = {
     "visibilities": list(Visibility),
@@ -61,7 +61,9 @@ async def create(request: Request) -> Response:
                             {"values": form_values(form), "errors": errors, "group": None,
                              **FORM_CHOICES}, status=400)
     slug = await store.create_group(request.state.db, draft, account.id)
-    return RedirectResponse(f"/groups/{slug}", status_code=303)
+    return see_other(request, f"/groups/{slug}", gettext(
+        "Your group is created, and you are its facilitator. Schedule its first meeting"
+        " when you are ready."))
 
 
 async def edit(request: Request) -> Response:
@@ -74,14 +76,28 @@ async def edit(request: Request) -> Response:
     form = await request.form()
     if text(form, "action") == "new_invite_code":
         await store.new_invite_code(request.state.db, group.id)
-        return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)
+        return see_other(request, f"/groups/{group.slug}/members", gettext(
+            "There is a new invite code. The old one no longer works."))
     draft, errors = parse_group_form(form)
     if draft is None:
         return await render(request, "group_form.html",
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
     await store.update_group(request.state.db, group.id, draft)
-    return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+    return see_other(request, f"/groups/{group.slug}", gettext("The changes are saved."))
+
+
+async def delete(request: Request) -> Response:
+    """Delete the group, after a confirmation: its meetings go, and peers are told."""
+    group, _, _ = await managed_group(request, request.path_params["slug"])
+    form = await request.form()
+    if not confirmed(form):
+        return await ask(request, form, back=f"/groups/{group.slug}/edit", question=gettext(
+            "Delete “%(group)s” with all its meetings and memberships? This cannot be undone,"
+            " and nodes that list it are told to remove it.", group=group.name),
+            confirm=gettext("Yes, delete the group"))
+    await store.delete_group(request.state.db, group.id)
+    return see_other(request, "/account", gettext("“%(group)s” is deleted.", group=group.name))
 
 
 async def show(request: Request) -> Response:
@@ -129,7 +145,7 @@ async def join(request: Request) -> Response:
     account = await require_account(request)
     errors: dict[str, str] = {}
     if membership is not None:
-        return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+        return see_other(request, f"/groups/{group.slug}")
     if group.agreements and form.get("accept_agreements") != "yes":
         errors["accept_agreements"] = gettext(
             "Read the group agreements and tick the box to accept them.")
@@ -141,50 +157,62 @@ async def join(request: Request) -> Response:
     status = (MembershipStatus.PENDING if group.join_policy is JoinPolicy.APPROVAL
               else MembershipStatus.ACTIVE)
     await store.add_membership(request.state.db, group.id, account.id, status)
-    return RedirectResponse(f"/groups/{group.slug}", status_code=303)
+    return see_other(request, f"/groups/{group.slug}", gettext(
+        "You asked to join. A facilitator will look at your request soon.")
+        if status is MembershipStatus.PENDING
+        else gettext("Welcome to %(group)s: you are a member now.", group=group.name))
 
 
 async def leave(request: Request) -> Response:
     group, account, membership = await visible_group(request, request.path_params["slug"])
     account = await require_account(request)
+    message = ""
     if membership is not None:
         if not await store.remove_membership(request.state.db, group.id, account.id):
             # The sole facilitator is shown where to hand over, not an error.
-            return RedirectResponse(f"/groups/{group.slug}/members?handover=1",
-                                    status_code=303)
-    return RedirectResponse(
+            return see_other(request, f"/groups/{group.slug}/members?handover=1")
+        message = (gettext("Your request to join is withdrawn.") if not membership.is_active
+                   else gettext("You have left %(group)s.", group=group.name))
+    return see_other(
+        request,
         f"/groups/{group.slug}" if group.visibility is not Visibility.PRIVATE else "/account",
-        status_code=303,
+        message,
     )
 
 
-MEMBER_ACTIONS = {"approve", "decline", "remove", "make_facilitator", "make_member"}
+# What each member action says when it is done.
+MEMBER_DONE = {
+    "approve": N_("%(name)s is a member now."),
+    "decline": N_("The request from %(name)s is declined."),
+    "remove": N_("%(name)s is no longer a member."),
+    "make_facilitator": N_("%(name)s is a facilitator now."),
+    "make_member": N_("%(name)s is a member, no longer a facilitator."),
+}
 
 
 async def members(request: Request) -> Response:
     group, account, _ = await managed_group(request, request.path_params["slug"])
     db = request.state.db
-    messages: list[str] = []
+    problems: list[str] = []
     if request.query_params.get("handover"):
-        messages.append(gettext("You are this group's only facilitator. "
+        problems.append(gettext("You are this group's only facilitator. "
                                 "Make another member a facilitator before leaving."))
     status = 200
     if request.method == "POST":
         form = await request.form()
         action = text(form, "action")
         target = text(form, "account_id")
-        if action not in MEMBER_ACTIONS or not target.isdigit():
+        if action not in MEMBER_DONE or not target.isdigit():
             raise HTTPException(400, gettext("Unknown member action."))
         target_id = int(target)
-        if action == "remove" and not confirmed(form):
-            name = next((m.display_name for m in await store.list_members(db, group.id)
-                         if m.account_id == target_id), None)
-            if name is not None:
-                return await ask(request, form, back=f"/groups/{group.slug}/members",
-                                 question=gettext("Remove %(name)s from “%(group)s”? They can"
-                                                  " ask to join again.", name=name,
-                                                  group=group.name),
-                                 confirm=gettext("Yes, remove them"))
+        name = next((m.display_name for m in await store.list_members(db, group.id)
+                     if m.account_id == target_id), None)
+        if action == "remove" and not confirmed(form) and name is not None:
+            return await ask(request, form, back=f"/groups/{group.slug}/members",
+                             question=gettext("Remove %(name)s from “%(group)s”? They can"
+                                              " ask to join again.", name=name,
+                                              group=group.name),
+                             confirm=gettext("Yes, remove them"))
         if action == "approve":
             done = await store.approve_membership(db, group.id, target_id)
         elif action in ("decline", "remove"):
@@ -192,16 +220,16 @@ async def members(request: Request) -> Response:
         else:
             role = Role.FACILITATOR if action == "make_facilitator" else Role.MEMBER
             done = await store.set_role(db, group.id, target_id, role)
-        if not done:
-            messages.append(gettext("That change was not made: a group keeps at least one "
-                              "facilitator, and only current members can change role."))
-            status = 409
-        else:
-            return RedirectResponse(f"/groups/{group.slug}/members", status_code=303)
+        if done:
+            return see_other(request, f"/groups/{group.slug}/members",
+                             gettext(MEMBER_DONE[action], name=name))
+        problems.append(gettext("That change was not made: a group keeps at least one "
+                                "facilitator, and only current members can change role."))
+        status = 409
     invite_link = (f"{request.state.config.public_url}/groups/{group.slug}?"
                    + urlencode({"invite": group.invite_code})
                    if group.join_policy is JoinPolicy.INVITE and group.invite_code else "")
     return await render(request, "group_members.html", {
         "group": group, "members": await store.list_members(db, group.id),
-        "me": account, "messages": messages, "invite_link": invite_link,
+        "me": account, "problems": problems, "invite_link": invite_link,
     }, status=status)

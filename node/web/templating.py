@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from node import i18n
 from node.db import parse_stamp
@@ -23,7 +23,19 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 
 def _when(value: datetime | str, tz: str | None = None) -> str:
     """'Tue 3 Mar 2026, 19:00' (in the visitor's language) in the meeting's own zone."""
-    return i18n.format_when(parse_stamp(value) if isinstance(value, str) else value, tz)
+    return i18n.format_when(_moment(value), tz)
+
+
+def _moment(value: datetime | str) -> datetime:
+    return parse_stamp(value) if isinstance(value, str) else value
+
+
+def _zone(value: datetime | str, tz: str) -> str:
+    return i18n.zone_abbreviation(_moment(value), tz)
+
+
+def _yours(value: datetime | str, tz: str) -> str:
+    return i18n.in_visitor_zone(_moment(value), tz)
 
 
 def _label(value: str) -> str:
@@ -42,10 +54,23 @@ i18n.install(environment)
 environment.filters["markdown"] = render_markdown
 environment.filters["label"] = _label
 environment.filters["when"] = _when
+environment.filters["zone"] = _zone
+environment.filters["yours"] = _yours
+environment.globals["visitor_zone"] = i18n.visitor_zone
 environment.globals["ACCESSIBILITY"] = ACCESSIBILITY
 environment.filters["script_json"] = script_json
 environment.globals["event_linked_data"] = event_linked_data
 environment.globals["group_linked_data"] = group_linked_data
+
+
+FLASH_KEY = "flash"
+
+
+def see_other(request: Request, url: str, message: str = "") -> RedirectResponse:
+    """The answer to a done action: go to ``url``, which confirms it with ``message``."""
+    if message:
+        request.session[FLASH_KEY] = [*request.session.get(FLASH_KEY, []), message]
+    return RedirectResponse(url, status_code=303)
 
 
 async def render(
@@ -60,5 +85,7 @@ async def render(
         "page_languages": i18n.OWN_NAMES,
         **(context or {}),
     }
+    # What the last action said first, then what this page says.
+    page["messages"] = [*request.session.pop(FLASH_KEY, []), *page.get("messages", [])]
     html = await environment.get_template(template).render_async(page)
     return HTMLResponse(html, status_code=status)
