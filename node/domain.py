@@ -114,6 +114,15 @@ ACCESSIBILITY: dict[str, str] = {
     "scent_free": N_("Scent-free"),
 }
 
+# A symbol beside a label, so a need is found at a glance; decorative (the label says it).
+ICONS: dict[str, str] = {
+    "step_free": "\u267f", "wheelchair_toilet": "\u267f", "hearing_loop": "\U0001f9bb",
+    "sign_language": "\U0001f91f", "captions": "\U0001f4ac", "quiet_space": "\U0001f92b",
+    "childcare": "\U0001f9f8", "large_print": "\U0001f50d", "gender_neutral_toilets": "\U0001f6bb",
+    "scent_free": "\U0001f33f", "in_person": "\U0001f4cd", "online": "\U0001f4bb",
+    "hybrid": "\U0001f4cd\U0001f4bb", "free": "\U0001f49a",
+}
+
 
 def label(value: str) -> str:
     """The English label of a value (translated where it is shown)."""

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from node.db import parse_stamp, timestamp
 from node.domain import Event, Format, Group, NodeSettings, OccurrenceChange
+from node.i18n import format_time, format_when, gettext, zone_abbreviation
 from node.text import render_markdown
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def _host(public_url: str) -> str:
 
 def _location(event: Event) -> str:
     where = ", ".join(plain(part) for part in (event.place, event.address) if plain(part))
-    return where or ("Online" if event.format is Format.ONLINE else "")
+    return where or (gettext("Online") if event.format is Format.ONLINE else "")
 
 
 # iCalendar ------------------------------------------------------------------
@@ -107,12 +108,14 @@ def _vevents(series: MeetingSeries, group: Group, public_url: str) -> list[VEven
     tz = event.tz
     if series.ap_id is None:
         about = _About(f"event-{event.id}@{_host(public_url)}", f"{public_url}/events/{event.id}",
-                       plain(group.name), "The online link is shown to the group's members"
-                       " on the meeting page.")
+                       plain(group.name), gettext("The online link is shown to the group's"
+                                                  " members on the meeting page."))
     else:
         about = _About(series.ap_id, series.url or series.ap_id,
-                       f"{plain(group.name)} (listed by {group.origin})",
-                       f"The group gives its online link to its members on {group.origin}.")
+                       gettext("%(group)s (listed by %(origin)s)", group=plain(group.name),
+                               origin=group.origin),
+                       gettext("The group gives its online link to its members on %(origin)s.",
+                               origin=group.origin))
     if event.rrule is None:
         # A one-off has a single slot: a change to it changes the event itself.
         change = next((c for c in changes if c.original_start == event.starts_at), None)
@@ -228,6 +231,15 @@ def _group_entry(group: Group, settings: NodeSettings, public_url: str, host: st
     return entry
 
 
+def _with_status(meeting: UpcomingMeeting, text: str) -> str:
+    """``text`` led by what happened to the occurrence, if anything."""
+    if meeting.cancelled:
+        return gettext("Cancelled: %(meeting)s", meeting=text)
+    if meeting.moved:
+        return gettext("Moved: %(meeting)s", meeting=text)
+    return text
+
+
 def _meeting_entry(
     meeting: UpcomingMeeting,
     group: Group | None,
@@ -239,16 +251,15 @@ def _meeting_entry(
     event = meeting.event
     start = parse_stamp(meeting.starts_utc).astimezone(event.tz)
     end = parse_stamp(meeting.ends_utc).astimezone(event.tz)
-    when = f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({event.timezone})"
-    listed = f" (listed by {meeting.origin})" if meeting.origin else ""
-    status = "Cancelled: " if meeting.cancelled else "Moved: " if meeting.moved else ""
-    lines = [f"{status}{plain(meeting.group_name)}{listed}: {when}", _location(event),
+    when = f"{format_when(start)}–{format_time(end)} {zone_abbreviation(start, event.timezone)}"
+    group_name = (gettext("%(group)s (listed by %(origin)s)", group=plain(meeting.group_name),
+                          origin=meeting.origin) if meeting.origin else plain(meeting.group_name))
+    lines = [_with_status(meeting, f"{group_name}: {when}"), _location(event),
              plain(event.description)]
     entry = ET.Element("entry")
     _text(entry, "id", f"{meeting.ap_id}#{meeting.original_start}" if meeting.ap_id else
           f"tag:{host},{event.created_at[:10]}:event-{event.id}/{meeting.original_start}")
-    _text(entry, "title",
-          f"{status}{plain(event.title)} ({start:%a} {start.day} {start:%b, %H:%M})")
+    _text(entry, "title", _with_status(meeting, f"{plain(event.title)} ({format_when(start)})"))
     _text(entry, "updated", event.updated_at)
     # The occurrence's own page (its key is digits, '-', 'T' and ':': no escaping).
     _link(entry, "alternate", f"{public_url}/events/{event.id}?on={meeting.original_start}",

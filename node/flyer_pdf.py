@@ -8,6 +8,8 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from node.flyer import TEAR_OFF_SLIPS, Flyer, Paper
+from node.i18n import current_language
+from node.i18n import gettext as _
 from node.qr import qr_runs
 
 MARGIN = 15.0  # mm
@@ -132,7 +134,7 @@ def flyer_pdf(flyer: Flyer, paper: Paper, fonts: tuple[Path, Path] | None = None
     """The flyer on one page of A4 or US Letter (more if the text is long)."""
     pdf = _FlyerPDF(flyer, paper, fonts or (unicode_font() if find_fonts else None))
     pdf.set_title(pdf.say(flyer.title))
-    pdf.set_lang(flyer.languages[0] if flyer.languages else "en")
+    pdf.set_lang(current_language())
     pdf.add_page()
     text_width = pdf.w - 2 * MARGIN - QR_SIDE - GAP
     qr_x = pdf.w - MARGIN - QR_SIDE
@@ -145,7 +147,7 @@ def flyer_pdf(flyer: Flyer, paper: Paper, fonts: tuple[Path, Path] | None = None
 
     pdf.para(flyer.title, 26, text_width, bold=True, after=2)
     if flyer.title != flyer.group_name:
-        pdf.para(f"A meeting of {flyer.group_name}", 14, text_width)
+        pdf.para(_("A meeting of %(group)s", group=flyer.group_name), 14, text_width)
     if flyer.summary:
         pdf.para(flyer.summary, 15, text_width, after=3)
     width = text_width
@@ -161,19 +163,19 @@ def flyer_pdf(flyer: Flyer, paper: Paper, fonts: tuple[Path, Path] | None = None
 
 def _sections(flyer: Flyer) -> list[tuple[str, list[str]]]:
     zone = flyer.timezone
-    when = [m.when + ("" if zone else f" ({m.timezone} time)")
+    when = [(m.when if zone else _("%(when)s (%(zone)s time)", when=m.when, zone=m.timezone))
             + (f": {m.title}" if flyer.titles_differ else "")
             + (f", {m.place}" if m.place else "")
-            + (" - CANCELLED" if m.cancelled else "")
-            for m in flyer.meetings] or ["No meetings are scheduled yet: see the web page."]
+            + (" - " + _("CANCELLED") if m.cancelled else "")
+            for m in flyer.meetings] or [_("No meetings are scheduled yet: see the web page.")]
     sections = [
-        ("Who it is for", [", ".join(flyer.audiences)] if flyer.audiences else []),
-        (f"Next meetings ({zone} time)" if zone else "Next meetings", when),
-        ("Where", list(flyer.where) or [flyer.format]),
-        ("Accessibility", list(flyer.accessibility)),
-        ("Cost", [flyer.cost]),
-        ("Languages", [", ".join(flyer.languages)] if flyer.languages else []),
-        ("Contact", [flyer.contact] if flyer.contact else []),
-        ("More, and how to join", [flyer.url]),
+        (_("Who it is for"), [", ".join(flyer.audiences)] if flyer.audiences else []),
+        (_("Next meetings (%(zone)s time)", zone=zone) if zone else _("Next meetings"), when),
+        (_("Where"), list(flyer.where) or [flyer.format]),
+        (_("Accessibility"), list(flyer.accessibility)),
+        (_("Cost"), [flyer.cost]),
+        (_("Languages"), [", ".join(flyer.languages)] if flyer.languages else []),
+        (_("Contact"), [flyer.contact] if flyer.contact else []),
+        (_("More, and how to join"), [flyer.url]),
     ]
     return [(heading, lines) for heading, lines in sections if lines]

@@ -257,14 +257,27 @@ def test_atom_feed_lists_public_groups_and_upcoming_meetings(visitor, make_group
     assert len(meetings) == len(expected) >= 2
     for entry, slot in zip(meetings, expected, strict=True):
         title = entry.findtext(f"{ATOM}title")
-        assert title == f"Evening circle (Tue {slot.day} {slot:%b}, 19:00)"
+        assert title == f"Evening circle (Tue {slot.day} {slot:%b %Y}, 19:00)"
         assert entry.find(f"{ATOM}link").get("href") == \
             f"http://testserver/events/{event_id}?on={slot:%Y-%m-%dT%H:%M}"
         assert entry.findtext(f"{ATOM}author/{ATOM}name") == "Grassroots"
         assert entry.findtext(f"{ATOM}id").endswith(f"event-{event_id}/{slot:%Y-%m-%dT%H:%M}")
     summary = meetings[0].findtext(f"{ATOM}summary")
-    assert "Grief Circle: Tue" in summary and "19:00–20:30 (Europe/Berlin)" in summary
+    zone = expected[0].replace(tzinfo=ZoneInfo(ZONE)).tzname()
+    assert "Grief Circle: Tue" in summary and f"19:00–20:30 {zone}" in summary
     assert "Community hall, 1 Main Street" in summary
+
+
+def test_feeds_speak_the_readers_language(visitor, make_group):
+    make_group([meeting(title="Online circle", format=Format.ONLINE, place="", address="")],
+               name="Grief Circle")
+    german = {"Accept-Language": "de"}
+    entry = parse_atom(visitor().get("/feed.atom", headers=german)).findall(f"{ATOM}entry")[1]
+    assert entry.findtext(f"{ATOM}title").startswith("Online circle (Di., ")
+    calendar = parse_calendar(visitor().get("/events.ics", headers=german))
+    (online,) = vevents(calendar)
+    assert str(online["LOCATION"]) == "Online"  # the same word in German
+    assert "Mitglieder" in str(online["DESCRIPTION"])  # how to get the link, in German
 
 
 def test_markup_in_user_text_is_escaped_in_every_feed(visitor, make_group):

@@ -182,6 +182,14 @@ def test_meeting_pdf_flyer(client, published):
     assert codes == [f"{BASE}/events/{event_id}"]
 
 
+def test_pdf_flyer_speaks_the_visitors_language(client, published):
+    r = client.get(f"/groups/{SLUG}/flyer.pdf", headers={"Accept-Language": "de"})
+    text, _ = pdf_text_and_codes(r.content)
+    for label in ("Nächste Treffen", "Barrierefreiheit", "Kosten", "wie du mitmachen kannst"):
+        assert label in text, label
+    assert "Next meetings" not in text and "Accessibility" not in text
+
+
 def test_pdf_without_a_unicode_font_spells_latin_text(tmp_path):
     flyer = Flyer("Café Zürich – Ελλάδα", "Café Zürich – Ελλάδα", "Für alle “Trauernden”",
                   (), ("de",), "In person", ("Hauptstraße 1",),

@@ -54,6 +54,8 @@ def test_the_group_page_answers_a_newcomer_first_then_lists_meetings_one_line_ea
                  "Free", "Step-free access", "English", "Open: anyone can join at once",
                  '<abbr title="Europe/London">'):
         assert fact in summary, fact
+    # Needs are found at a glance; the symbol is hidden from screen readers (the label says it).
+    assert '<li><span aria-hidden="true">\u267f</span> Step-free access</li>' in summary
     # Then the meetings, each one line; a title is said only when it is not the group's.
     meetings = page[page.index('<ul class="meetings">'):]
     meetings = meetings[:meetings.index("</ul>")]

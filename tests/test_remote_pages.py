@@ -317,3 +317,18 @@ def test_a_hidden_federated_meeting_is_404_and_absent_but_its_group_stays(
 def test_an_unknown_federated_slug_is_404(visitor):
     assert visitor().get(PAGE).status_code == 404
     assert visitor().get("/groups/nobody@nowhere.example").status_code == 404
+
+
+def test_peer_pages_preview_as_links_and_name_their_origin_as_canonical(peer_listing, visitor):
+    _, event_id = peer_listing
+    guest = visitor()
+    group_page = guest.get(PAGE).text
+    assert f'<meta property="og:title" content="{LISTING.name}">' in group_page
+    assert f'<meta property="og:url" content="http://testserver{PAGE}">' in group_page
+    assert f'<link rel="canonical" href="{GROUP_URL}">' in group_page
+    meeting_page = guest.get(f"/events/{event_id}").text
+    assert f'<meta property="og:url" content="http://testserver/events/{event_id}">' in meeting_page
+    assert f'<link rel="canonical" href="{EVENT_URL}">' in meeting_page
+    # Search engines list a peer's meetings on the peer: no schema.org copy here.
+    for page in (group_page, meeting_page):
+        assert "application/ld+json" not in page

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from node import i18n
 from node.db import parse_stamp
-from node.domain import ACCESSIBILITY, label
+from node.domain import ACCESSIBILITY, ICONS, label
 from node.storage.settings import load_settings
 from node.text import render_markdown
 from node.web.auth import current_account
@@ -42,6 +43,13 @@ def _label(value: str) -> str:
     return i18n.gettext(label(value))
 
 
+def _labelled(value: str) -> Markup:
+    """The translated label led by its symbol, which screen readers skip."""
+    icon = ICONS.get(value)
+    text = escape(_label(value))
+    return Markup(f'<span aria-hidden="true">{icon}</span> {text}') if icon else text
+
+
 environment = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -53,6 +61,7 @@ environment = Environment(
 i18n.install(environment)
 environment.filters["markdown"] = render_markdown
 environment.filters["label"] = _label
+environment.filters["labelled"] = _labelled
 environment.filters["when"] = _when
 environment.filters["zone"] = _zone
 environment.filters["yours"] = _yours
