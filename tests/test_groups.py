@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from node.storage import groups
-from tests.helpers import group_form, meeting_form
+from tests.helpers import FIRST_MEETING, group_form, local_key, meeting_form
 
 SLUG = "tuesday-grief-circle"
 
@@ -42,8 +43,9 @@ def test_facilitator_creates_a_group_with_every_listing_field(facilitator):
 def test_the_group_page_answers_a_newcomer_first_then_lists_meetings_one_line_each(
         facilitator, visitor):
     create(facilitator, audiences="adults")
-    for title in ("Tuesday Grief Circle", "Tuesday Grief Circle", "Walk and talk"):
-        facilitator.post(f"/groups/{SLUG}/events/new", meeting_form(title=title),
+    for days, title in enumerate(("Tuesday Grief Circle", "Walk and talk", "Walk and talk")):
+        starts = local_key(FIRST_MEETING + timedelta(days=days))
+        facilitator.post(f"/groups/{SLUG}/events/new", meeting_form(title=title, starts_at=starts),
                          page=f"/groups/{SLUG}/events/new")
     page = visitor().get(f"/groups/{SLUG}").text
     summary = page[page.index('<dl class="summary">'):page.index("</dl>")]
@@ -56,7 +58,8 @@ def test_the_group_page_answers_a_newcomer_first_then_lists_meetings_one_line_ea
         assert fact in summary, fact
     # Needs are found at a glance; the symbol is hidden from screen readers (the label says it).
     assert '<li><span aria-hidden="true">\u267f</span> Step-free access</li>' in summary
-    # Then the meetings, each one line; a title is said only when it is not the group's.
+    # Then the meetings, each one line; a title is said only when it is not the group's
+    # nor the same as the line above's.
     meetings = page[page.index('<ul class="meetings">'):]
     meetings = meetings[:meetings.index("</ul>")]
     assert meetings.count("<li>") == 3
