@@ -15,9 +15,10 @@ def group_owner(group: Group) -> str:
 
 
 def is_federated(group: Group | None) -> bool:
-    """Only this node's public, unsuspended groups are actors and leave the node."""
+    """Only this node's public groups, unsuspended and not held for review, are actors
+    and leave the node."""
     return (group is not None and group.is_local and group.visibility is Visibility.PUBLIC
-            and not group.suspended)
+            and not group.suspended and not group.held)
 
 
 async def actor_url(fed: Federation, owner: str) -> str | None:

@@ -11,7 +11,6 @@ the next start), and claimed rows not tried are released.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from federation.freshness import refresh_listings
 from federation.handlers import apply
 from federation.local import key_id_for
 from federation.publisher import publish_pending
+from node.background import repeat
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +79,6 @@ class Runner:
     tasks: list[asyncio.Task[None]]
 
 
-async def _loop(name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Event | None,
-                stopping: asyncio.Event) -> None:
-    while not stopping.is_set():
-        try:
-            busy = await step()
-        except Exception:
-            log.exception("%s loop step failed", name)
-            busy = 0
-        if busy:
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for((wake or stopping).wait(), POLL_SECONDS)
-        if wake is not None:
-            wake.clear()
-
-
 def _at_most_every(seconds: float, step: Callable[[], Awaitable[int]]
                    ) -> Callable[[], Awaitable[int]]:
     """``step`` run again at once while it finds work, otherwise once per ``seconds``."""
@@ -117,11 +101,12 @@ async def start(fed: Federation) -> Runner:
     worker = DeliveryWorker(fed.db, fed.fetcher, lambda owner: key_id_for(fed, owner))
     stopping = asyncio.Event()
     return Runner(fed, worker, stopping, [
-        asyncio.create_task(_loop("inbox", lambda: process_inbox(fed, stopping),
-                                  fed.wake_inbox, stopping)),
-        asyncio.create_task(_loop("publisher", lambda: publish_pending(fed), None, stopping)),
-        asyncio.create_task(_loop("freshness", _at_most_every(
-            FRESHNESS_SECONDS, lambda: refresh_listings(fed)), None, stopping)),
+        asyncio.create_task(repeat("inbox", lambda: process_inbox(fed, stopping),
+                                   fed.wake_inbox, stopping, POLL_SECONDS)),
+        asyncio.create_task(repeat("publisher", lambda: publish_pending(fed), None, stopping,
+                                   POLL_SECONDS)),
+        asyncio.create_task(repeat("freshness", _at_most_every(
+            FRESHNESS_SECONDS, lambda: refresh_listings(fed)), None, stopping, POLL_SECONDS)),
         asyncio.create_task(worker.run_forever(fed.wake_delivery)),
     ])
 

@@ -118,7 +118,8 @@ async def nodeinfo(request: Request) -> Response:
     settings = await load_settings(db)
     users = await db.fetchval("SELECT count(*) FROM accounts WHERE status = 'active'")
     groups = await db.fetchval("SELECT count(*) FROM groups WHERE origin IS NULL"
-                               " AND visibility = 'public'")
+                               " AND visibility = 'public'"
+                               " AND (review IS NULL OR review = 'approved')")
     document = {
         "version": "2.1",
         "software": {**SOFTWARE, "homepage": _fed(request).urls.base + "/"},

@@ -25,9 +25,12 @@ from federation.fetch import Fetcher
 from node.config import Config
 from node.db import Database
 from node.i18n import N_, LanguageNegotiation, gettext
-from node.security import FailureLimiter
+from node.mailer import Mailer
+from node.notifier import Notifier
+from node.security import FailureLimiter, MailLimits
 from node.storage.events import refresh_occurrences
 from node.web import (
+    account_data,
     accounts,
     admin,
     calendar,
@@ -39,7 +42,10 @@ from node.web import (
     groups,
     language,
     moderation,
+    notices,
+    password_reset,
     peers,
+    review,
 )
 from node.web.auth import LoginRequired
 from node.web.middleware import CSRFProtect, SecurityHeaders
@@ -80,15 +86,26 @@ ROUTES = federation_web.ROUTES + [
     Route("/register", accounts.register, methods=["GET", "POST"]),
     Route("/login", accounts.login, methods=["GET", "POST"]),
     Route("/login/link/{token}", accounts.login_link, methods=["GET", "POST"]),
+    Route("/login/reset", password_reset.request_link, methods=["GET", "POST"]),
+    Route("/login/reset/{token}", password_reset.choose_password, methods=["GET", "POST"]),
     Route("/logout", accounts.logout, methods=["POST"]),
     Route("/account", accounts.account, methods=["GET", "POST"]),
     Route("/account/delete", accounts.delete, methods=["GET", "POST"]),
+    Route("/account/verify", accounts.resend_verification, methods=["POST"]),
+    Route("/account/verify/{token}", accounts.verify_address, methods=["GET", "POST"]),
+    Route("/account/email/{token}", accounts.confirm_address, methods=["GET", "POST"]),
+    Route("/account/export", account_data.export_json),
+    Route("/account/export.ics", account_data.export_calendar),
+    Route("/account/mail", notices.preferences, methods=["GET", "POST"]),
+    Route("/unsubscribe/{token}", notices.unsubscribe, methods=["GET", "POST"]),
     Route("/admin/settings", admin.settings, methods=["GET", "POST"]),
     Route("/admin/accounts", admin.accounts, methods=["GET", "POST"]),
     Route("/admin/peers", peers.admin_peers, methods=["GET", "POST"]),
     Route("/admin/reports", moderation.admin_reports),
     Route("/admin/reports/{id:int}", moderation.report_action, methods=["POST"]),
     Route("/admin/listings", moderation.admin_listings, methods=["POST"]),
+    Route("/admin/groups", review.admin_groups),
+    Route("/admin/groups/{id:int}", review.review_action, methods=["POST"]),
     Route("/admin/audit", moderation.audit),
     Route("/language", language.choose, methods=["POST"]),
     Route("/timezone", language.choose_zone, methods=["GET", "POST"]),
@@ -144,6 +161,12 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
         acceptor = InboxAcceptor(db)
         acceptor.start()
         background = await runner.start(federation)
+        mail = config.mail_settings
+        mailer = Mailer(db, mail.transport(config.data_dir), mail.from_address)
+        await mailer.start()
+        notifier = Notifier(db, public_url=config.public_url, secret_key=config.secret_key,
+                            wake_mailer=mailer.wake)
+        await notifier.start()
         try:
             yield {
                 "db": db,
@@ -151,8 +174,10 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
                 "fetcher": fetcher,
                 "federation": federation,
                 "acceptor": acceptor,
+                "mailer": mailer,  # enqueue with node.storage.mail, then mailer.wake()
                 # (per account, per address): failed logins in a 15-minute window
                 "login_limits": (FailureLimiter(5, 900), FailureLimiter(30, 900)),
+                "mail_limits": MailLimits(),  # registrations and links asked for, an hour
             }
         finally:
             refresher.cancel()
@@ -162,6 +187,8 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
             # the runner finish what it is doing (SIGTERM drains; it never half-applies).
             await acceptor.stop()
             await runner.stop(background)
+            await notifier.stop()
+            await mailer.stop()
             await fetcher.aclose()
             await db.close()
 

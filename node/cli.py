@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
+import logging
+import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +18,7 @@ from node.config import (
 )
 from node.db import Database, stamp
 from node.domain import Account, AccountStatus
+from node.mail import MailError, OutgoingMail, build_message
 from node.storage import accounts
 
 DEFAULT_DATA = Path("data")
@@ -36,8 +40,8 @@ def initialise(data_dir: Path, public_url: str) -> str:
 
     async def first_admin(db: Database) -> str:
         admin_id = await accounts.create_account(
-            db, email=None, display_name="Admin", password_hash=None, is_admin=True
-        )
+            db, email=None, display_name="Admin", password_hash=None, is_admin=True,
+            verified=True)
         return await accounts.create_login_link(db, admin_id)
 
     return config.login_url(asyncio.run(_with_db(config, first_admin)))
@@ -68,6 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if asyncio.run(_with_db(config, seed_demo)):
             print("Added demo groups and meetings.", flush=True)
+    if config.mail_settings.smtp_host is None:
+        print(f"Mail is written to {config.data_dir / 'mail'} (no smtp_host in config.toml).",
+              flush=True)
+        # The subject and kind of each message written, as it is written (never an address).
+        mail_log = logging.getLogger("node.mail")
+        mail_log.addHandler(logging.StreamHandler(sys.stdout))
+        mail_log.setLevel(logging.INFO)
     print(f"Serving {config.public_url} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
         create_app(config, dev=args.dev),
@@ -95,7 +106,10 @@ def _config(data_dir: Path) -> Config:
     if not is_initialised(data_dir):
         raise CommandError(f"{data_dir} is not a Grassroots data directory "
                            "(create one with: grassroots init --data DIR).")
-    return load_config(data_dir)
+    try:
+        return load_config(data_dir)
+    except ValueError as e:  # a mistake in config.toml, explained
+        raise CommandError(str(e)) from e
 
 
 # Admin accounts ------------------------------------------------------------
@@ -163,6 +177,65 @@ def cmd_admin_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_trust(args: argparse.Namespace) -> int:
+    """Trust an account, so its public groups skip the review, or stop trusting it."""
+    trusted = args.verb == "trust"
+
+    async def work(db: Database) -> None:
+        from node.storage.audit import record_action
+
+        account = await _account_by_email(db, args.email)
+        if await accounts.set_trusted(db, account.id, trusted):
+            await record_action(db, COMMAND_LINE, f"account.{args.verb}", account.display_name)
+
+    asyncio.run(_with_db(_config(args.data), work))
+    print(f"{args.email} is trusted: their public groups skip the review." if trusted
+          else f"{args.email} is no longer trusted.")
+    return 0
+
+
+# Who acted, in the audit log, for what is done from the command line.
+COMMAND_LINE = "command line"
+
+
+def cmd_admin_export(args: argparse.Namespace) -> int:
+    """Everything the node holds about a member, as JSON on standard output."""
+    from node.storage.account_data import account_export, export_document
+    from node.storage.audit import record_action
+
+    config = _config(args.data)
+
+    async def work(db: Database) -> dict:
+        account = await _account_by_email(db, args.email)
+        await record_action(db, COMMAND_LINE, "account.export", f"account {account.id}")
+        data = await account_export(db, account.id)
+        assert data is not None
+        return data
+
+    sys.stdout.write(export_document(config.public_url, asyncio.run(_with_db(config, work))))
+    return 0
+
+
+def cmd_admin_erase(args: argparse.Namespace) -> int:
+    """Erase a member's account, as they may ask; audited without what is erased."""
+    async def work(db: Database) -> None:
+        account = await _account_by_email(db, args.email)
+        try:
+            await accounts.delete_account(db, account.id, by=COMMAND_LINE)
+        except accounts.HandOverFirst as e:
+            raise CommandError(
+                f"{args.email} is the only facilitator of: "
+                + ", ".join(f"{name} (/groups/{slug}/members)" for slug, name in e.groups)
+                + ". Make another member a facilitator there first.") from e
+        except accounts.LastAdmin as e:
+            raise CommandError(f"{args.email} is the only active admin; "
+                               "grant another account admin first.") from e
+
+    asyncio.run(_with_db(_config(args.data), work))
+    print(f"The account {args.email} is erased.")
+    return 0
+
+
 # tarfile and the rest of node.backup are imported by these two commands only: a serving
 # node need not hold them.
 
@@ -186,6 +259,32 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from e
     print(f"Restored {args.file} into {args.data}. "
           f"Start it with: grassroots serve --data {args.data}")
+    return 0
+
+
+# Mail ----------------------------------------------------------------------
+
+def cmd_mail_test(args: argparse.Namespace) -> int:
+    """One message through the configured transport, now, without the queue."""
+    config = _config(args.data)
+    settings = config.mail_settings
+    try:
+        mail = OutgoingMail(
+            to_address=args.address, kind="test", subject="Grassroots test message",
+            text=f"This is a test message from the Grassroots node at {config.public_url}."
+                 "\nIf you can read it, the node can send mail.\n",
+            html=f"<p>This is a test message from the Grassroots node at"
+                 f" {html.escape(config.public_url)}.</p><p>If you can read it, the node can"
+                 " send mail.</p>")
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    message = build_message(mail, secrets.token_hex(16), datetime.now(UTC),
+                            settings.from_address)
+    try:
+        outcome = asyncio.run(settings.transport(config.data_dir).send(message, mail.kind))
+    except MailError as e:
+        raise CommandError(f"not sent: {e}") from e
+    print(f"Test message {outcome}")
     return 0
 
 
@@ -285,8 +384,14 @@ def parser() -> argparse.ArgumentParser:
     link = with_data(admin.add_parser("link", help="print a one-time login link"))
     link.add_argument("email", nargs="?", help="the account's email (default: the first admin)")
     link.set_defaults(run=cmd_admin_link)
-    for verb, run, help_text in (("grant", cmd_admin_grant, "make an account an admin"),
-                                 ("revoke", cmd_admin_revoke, "remove an admin's rights")):
+    for verb, run, help_text in (
+        ("grant", cmd_admin_grant, "make an account an admin"),
+        ("revoke", cmd_admin_revoke, "remove an admin's rights"),
+        ("trust", cmd_admin_trust, "let an account's public groups skip the review"),
+        ("untrust", cmd_admin_trust, "make an account's public groups wait for review again"),
+        ("export", cmd_admin_export, "print everything the node holds about an account (JSON)"),
+        ("erase", cmd_admin_erase, "erase an account and its personal data, on its request"),
+    ):
         cmd = with_data(admin.add_parser(verb, help=help_text))
         cmd.add_argument("email")
         cmd.set_defaults(run=run)
@@ -301,6 +406,12 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--dev", action="store_true",
                          help="allow http:// and private-address peers (local testing)")
         cmd.set_defaults(run=cmd_peers)
+
+    mail = sub.add_parser("mail", help="check the node's mail").add_subparsers(
+        dest="verb", required=True)
+    test = with_data(mail.add_parser("test", help="send a test message now, and say how it went"))
+    test.add_argument("address", help="where to send it")
+    test.set_defaults(run=cmd_mail_test)
 
     for name, run, help_text in (
         ("backup", cmd_backup, "write the data directory to a .tar.gz, even while serving"),

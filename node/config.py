@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from node.mail import MailSettings, parse_address
+
 CONFIG_FILE = "config.toml"
 SECRET_FILE = "secret.key"
 DATABASE_FILE = "grassroots.db"
@@ -23,10 +25,15 @@ class Config:
     # and for the longer period retired (removed).
     listing_stale_days: int = 7
     listing_retire_days: int = 30
+    mail: MailSettings | None = None  # None: from noreply@ this node's host, as .eml files
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / DATABASE_FILE
+
+    @property
+    def mail_settings(self) -> MailSettings:
+        return self.mail or MailSettings(default_from_address(self.public_url))
 
     def login_url(self, token: str) -> str:
         return f"{self.public_url}/login/link/{token}"
@@ -62,13 +69,15 @@ def load_config(data_dir: Path, public_url: str | None = None) -> Config:
     with open(data_dir / CONFIG_FILE, "rb") as f:
         values = tomllib.load(f)
     secret_key = (data_dir / SECRET_FILE).read_text(encoding="utf-8").strip()
+    # An international domain name as its ASCII (punycode) form, as ids carry it.
+    url = str(httpx.URL(public_url or values["public_url"])).rstrip("/")
     return Config(
         data_dir=data_dir,
-        # An international domain name as its ASCII (punycode) form, as ids carry it.
-        public_url=str(httpx.URL(public_url or values["public_url"])).rstrip("/"),
+        public_url=url,
         secret_key=secret_key,
         listing_stale_days=_days(values, "listing_stale_days", 7),
         listing_retire_days=_days(values, "listing_retire_days", 30),
+        mail=_mail(values.get("mail", {}), url),
     )
 
 
@@ -77,3 +86,47 @@ def _days(values: dict, key: str, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
         raise ValueError(f"{key} in {CONFIG_FILE} must be a whole number of days, 1 to 3650")
     return value
+
+
+def default_from_address(public_url: str) -> str:
+    host = httpx.URL(public_url).raw_host.decode("ascii")  # punycode, as mail wants it
+    return f"Grassroots <noreply@{f'[{host}]' if ':' in host else host}>"  # IPv6: [::1]
+
+
+MAIL_KEYS = {"from_address", "smtp_host", "smtp_port", "smtp_security", "smtp_username",
+             "smtp_password"}
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def _mail(table: object, public_url: str) -> MailSettings:
+    """The [mail] table, checked; no smtp_host means mail is written to files."""
+    if not isinstance(table, dict):
+        raise ValueError(f"mail in {CONFIG_FILE} must be a table: [mail]")
+    unknown = sorted(set(table) - MAIL_KEYS)
+    if unknown:
+        raise ValueError(f"[mail] in {CONFIG_FILE} has unknown keys: {', '.join(unknown)}"
+                         f" (known: {', '.join(sorted(MAIL_KEYS))})")
+    for key, value in table.items():
+        if key != "smtp_port" and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{key} in [mail] of {CONFIG_FILE} must be a non-empty string")
+    from_address = table.get("from_address", default_from_address(public_url))
+    try:
+        parse_address(from_address)
+    except ValueError:
+        raise ValueError(f"from_address in [mail] of {CONFIG_FILE} must be one email address,"
+                         ' such as "Grassroots <noreply@example.org>"') from None
+    security = table.get("smtp_security", "starttls")
+    if security not in SMTP_SECURITY:
+        raise ValueError(f"smtp_security in [mail] of {CONFIG_FILE} must be one of: "
+                         + ", ".join(SMTP_SECURITY))
+    port = table.get("smtp_port", 465 if security == "tls" else 587)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError(f"smtp_port in [mail] of {CONFIG_FILE} must be a port number,"
+                         " 1 to 65535")
+    if ("smtp_username" in table) != ("smtp_password" in table):
+        raise ValueError(f"smtp_username and smtp_password in [mail] of {CONFIG_FILE}"
+                         " go together")
+    if "smtp_host" not in table and set(table) - {"from_address"}:
+        raise ValueError(f"[mail] in {CONFIG_FILE} sets SMTP options but no smtp_host")
+    return MailSettings(from_address, table.get("smtp_host"), port, security,
+                        table.get("smtp_username"), table.get("smtp_password"))

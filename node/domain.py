@@ -56,6 +56,14 @@ class RegistrationMode(StrEnum):
     APPROVAL = "approval"
 
 
+class Review(StrEnum):
+    """Where a public group made by an account the node does not yet trust stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
 class RsvpStatus(StrEnum):
     GOING = "going"
     WAITLIST = "waitlist"
@@ -137,6 +145,11 @@ class Account:
     is_admin: bool
     status: AccountStatus
     created_at: str
+    language: str = "en"  # of the mail they receive
+    trusted: bool = False  # by an admin: their public groups skip the review
+    email_verified: bool = False  # they opened the link sent to their address
+    pending_email: str | None = None  # asked for, not yet confirmed at that address
+    join_reason: str = ""  # an applicant's, for the admins who approve accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +199,18 @@ class Group:
     url: str | None = None  # a federated listing's page on its origin node
     ap_id: str | None = None  # a federated listing's ActivityPub id
     suspended: bool = False  # by an admin: seen by admins only, not federated
+    review: Review | None = None  # None: never reviewed (not public yet, or a peer's)
+    review_reason: str = ""  # why an admin last refused it
+
+    @property
+    def held(self) -> bool:
+        """Public, but waiting for an admin's yes or refused: not listed, not federated."""
+        return self.review in (Review.PENDING, Review.REFUSED)
+
+    @property
+    def members_only(self) -> bool:
+        """Seen by its members (and admins) alone."""
+        return self.visibility is Visibility.PRIVATE or self.held
 
     @property
     def is_local(self) -> bool:
@@ -233,6 +258,8 @@ class NodeSettings:
     registration: RegistrationMode = RegistrationMode.APPROVAL
     default_language: str = "en"
     crisis_notice: str = ""
+    review_public_groups: bool = True  # new public groups wait for an admin's approval
+    require_verified_email: bool = True  # members confirm their address before joining
 
 
 @dataclass(frozen=True, slots=True)

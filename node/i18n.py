@@ -8,6 +8,8 @@ and templates translate without passing it around.
 from __future__ import annotations
 
 import gettext as stdlib_gettext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from http.cookies import SimpleCookie
@@ -49,6 +51,17 @@ def current_language() -> str:
 
 def use_language(language: str) -> None:
     _language.set(language if language in LANGUAGES else DEFAULT)
+
+
+@contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Translate and format in ``language`` for a while: mail is in its reader's language,
+    whoever's request caused it."""
+    token = _language.set(language if language in LANGUAGES else DEFAULT)
+    try:
+        yield
+    finally:
+        _language.reset(token)
 
 
 def visitor_zone() -> str | None:

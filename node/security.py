@@ -5,6 +5,7 @@ import hashlib
 import secrets
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -39,7 +40,7 @@ def token_hash(token: str) -> str:
 
 
 class FailureLimiter:
-    """Counts failures per key in a sliding window; blocks at the limit."""
+    """Counts failures (or other events) per key in a sliding window; blocks at the limit."""
 
     def __init__(self, limit: int, window_seconds: float) -> None:
         self.limit = limit
@@ -71,3 +72,36 @@ class FailureLimiter:
 
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimit:
+    """Requests that make the node mail an address: limited per that address and per client."""
+
+    per_address: FailureLimiter
+    per_client: FailureLimiter
+
+    def wait(self, address: str, client: str) -> float:
+        """Seconds until such a request may be made again; 0 when it may now."""
+        return max(self.per_address.blocked(address.lower()), self.per_client.blocked(client))
+
+    def count(self, address: str, client: str) -> None:
+        self.per_address.fail(address.lower())
+        self.per_client.fail(client)
+
+
+def _hourly(per_address: int, per_client: int) -> SendLimit:
+    return SendLimit(FailureLimiter(per_address, 3600), FailureLimiter(per_client, 3600))
+
+
+@dataclass(frozen=True, slots=True)
+class MailLimits:
+    """How often, in an hour, a visitor may make the node send account mail.
+
+    A client's limits allow a room of people registering together on one network.
+    """
+
+    register: SendLimit = field(default_factory=lambda: _hourly(3, 20))
+    reset: SendLimit = field(default_factory=lambda: _hourly(3, 10))
+    # Confirmation links: sent again, or to a new address.
+    confirm: SendLimit = field(default_factory=lambda: _hourly(3, 10))

@@ -14,6 +14,7 @@ from node.cli import initialise
 from node.config import load_config
 from node.storage import accounts
 from tests.helpers import run_on
+from tests.mailserver import MailServer
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -64,6 +65,13 @@ class Browser:
 
 
 @pytest.fixture
+def smtp_server() -> Iterator[MailServer]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd): what it accepted is in ``.received``."""
+    with MailServer() as server:
+        yield server
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "node"
 
@@ -107,11 +115,15 @@ def run_db(data_dir: Path, client):
 
 @pytest.fixture
 def open_registration(run_db):
-    """Switch the node to open registration, as an admin would."""
+    """Switch the node to open registration, as an admin would, with new public groups
+    listed at once (tests/test_group_review.py turns the review of them on) and members
+    joining groups before confirming their address (tests/test_account_mail.py requires it)."""
     from node.domain import NodeSettings, RegistrationMode
     from node.storage.settings import save_settings
 
-    run_db(lambda db: save_settings(db, NodeSettings(registration=RegistrationMode.OPEN)))
+    run_db(lambda db: save_settings(db, NodeSettings(registration=RegistrationMode.OPEN,
+                                                     review_public_groups=False,
+                                                     require_verified_email=False)))
 
 
 @pytest.fixture

@@ -145,3 +145,9 @@ def test_deleting_an_account_removes_personal_data_but_keeps_groups(
         " WHERE g.slug = 'tuesday-grief-circle'"))
     assert count == 1  # only the facilitator is left
     assert visitor().get("/groups/tuesday-grief-circle").status_code == 200
+
+
+def test_the_login_page_offers_a_password_reset(visitor):
+    page = visitor().get("/login").text
+    assert '<a href="/login/reset">' in page
+    assert visitor().get("/login/reset").status_code == 200

@@ -97,7 +97,8 @@ def test_approval_registration_waits_for_an_admin(admin, visitor, run_db):
     set_registration(admin, "approval")
     newcomer = visitor()
     response = newcomer.post("/register", {"display_name": "Ash", "email": "ash@example.org",
-                                           "password": PASSWORD}, page="/register")
+                                           "password": PASSWORD, "reason": "A grief group."},
+                             page="/register")
     assert response.status_code == 200
     assert "waiting for an admin" in response.text
     refused = newcomer.login("ash@example.org")
@@ -115,7 +116,7 @@ def test_rejecting_a_registration_deletes_the_pending_account(admin, visitor, ru
     set_registration(admin, "approval")
     newcomer = visitor()
     newcomer.post("/register", {"display_name": "Spam", "email": "spam@example.org",
-                                "password": PASSWORD}, page="/register")
+                                "password": PASSWORD, "reason": "Buy now."}, page="/register")
     response = act(admin, "reject", account_id(run_db, "spam@example.org"))
     assert "rejected and removed" in response.text
     assert run_db(lambda db: accounts.find_account(db, "spam@example.org")) is None

@@ -1,6 +1,7 @@
 """A member's journey in a real browser against a real node process.
 
-register → find a group by filter → join → RSVP, in headless Debian Chromium;
+register → confirm the address by the mailed link → find a group by filter → join → RSVP,
+in headless Debian Chromium;
 and a peer's group and meeting, read from the directory by keyboard.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from node.db import Database
 from node.domain import EventDraft, Format, NodeSettings, RegistrationMode
 from node.storage import accounts, events, groups, remote
 from node.storage.settings import save_settings
-from tests.helpers import draft, serving
+from tests.helpers import draft, serving, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PEER_GROUP = "https://peer.example/groups/harbour-lights"
@@ -90,6 +92,19 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+def mailed_link(mail_dir: Path, to: str, path: str) -> str:
+    """The path of the link under ``path`` the node mailed to ``to`` (no SMTP: .eml files)."""
+    def found() -> str | None:
+        for eml in sorted(mail_dir.glob("*.eml")):
+            message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+            link = re.search(rf"https?://[^/\s]+({re.escape(path)}\S+)",
+                             message.get_body(("plain",)).get_content())
+            if message["To"] == to and link:
+                return link.group(1)
+        return None
+    return wait_for(found, f"a link to {path} mailed to {to}")
+
+
 def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -99,6 +114,13 @@ def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
         page.get_by_label("Password").fill("a long enough password")
         page.get_by_role("button", name="Create account").click()
         expect(page.get_by_role("heading", name="Find a group")).to_be_visible()
+        # Members confirm their address before joining: the link the node mailed.
+        page.goto(node_url + mailed_link(tmp_path / "node" / "mail", "robin@example.org",
+                                         "/account/verify/"))
+        page.get_by_role("button", name="Confirm my address").click()
+        expect(page.get_by_role("status").filter(
+            has_text="your email address is confirmed")).to_be_visible()
+        page.goto(node_url + "/groups")
 
         page.get_by_text("Filters", exact=True).click()  # the folded filter panel
         page.get_by_label("Topic", exact=True).select_option("grief")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import aiosqlite
+
 from node.db import Database, timestamp
 from node.domain import Account
 
@@ -24,13 +26,23 @@ class AuditPage:
     pages: int
 
 
-async def record_action(db: Database, actor: Account, action: str, target: str) -> None:
+async def record_action(db: Database, actor: Account | str, action: str, target: str) -> None:
     async with db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO audit_log (actor_id, actor_name, action, target, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (actor.id, actor.display_name, action, target[:300], timestamp()),
-        )
+        await record_in(conn, actor, action, target)
+
+
+async def record_in(conn: aiosqlite.Connection, actor: Account | str, action: str,
+                    target: str) -> None:
+    """Inside the caller's write transaction: the entry commits, or not, with the action.
+
+    ``actor`` is an admin's account, or says who else acted ("command line").
+    """
+    actor_id, name = (actor.id, actor.display_name) if isinstance(actor, Account) else (None, actor)
+    await conn.execute(
+        "INSERT INTO audit_log (actor_id, actor_name, action, target, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (actor_id, name, action, target[:300], timestamp()),
+    )
 
 
 async def audit_page(db: Database, page: int) -> AuditPage:

@@ -21,6 +21,7 @@ from node.domain import (
 from node.recurrence import expand
 from node.storage.changes import record_change
 from node.storage.groups import LISTED
+from node.storage.notices import answers, meeting_plan, record_meeting_changed
 from node.storage.rsvps import fill_from_waitlist, release_rsvp, take_rsvp
 
 # Occurrences kept expanded in SQL, for date filters and "next meetings".
@@ -164,8 +165,10 @@ async def create_event(db: Database, group_id: int, draft: EventDraft) -> int:
 
 
 async def update_event(db: Database, event_id: int, draft: EventDraft) -> None:
-    """Edit the series; a larger capacity seats people from the waitlist."""
+    """Edit the series; a larger capacity seats people from the waitlist. Those going or
+    waiting are told of a new time or place."""
     async with db.transaction() as conn:
+        plan, answered = await meeting_plan(conn, event_id), await answers(conn, event_id)
         await conn.execute(
             "UPDATE events SET title = ?, description = ?, starts_at = ?,"
             " duration_minutes = ?, timezone = ?, rrule = ?, format = ?, place = ?,"
@@ -180,17 +183,23 @@ async def update_event(db: Database, event_id: int, draft: EventDraft) -> None:
         )
         for (occurrence,) in await cursor.fetchall():
             await fill_from_waitlist(conn, event_id, occurrence)
+        if await meeting_plan(conn, event_id) != plan:
+            await record_meeting_changed(conn, event_id, "edited", answered)
 
 
 async def set_cancelled(db: Database, event_id: int, cancelled: bool) -> None:
-    """Cancel (or reinstate) the whole series."""
+    """Cancel (or reinstate) the whole series; a cancellation is told to those going or
+    waiting."""
     async with db.transaction() as conn:
+        plan, answered = await meeting_plan(conn, event_id), await answers(conn, event_id)
         await conn.execute(
             "UPDATE events SET cancelled = ?, updated_at = ? WHERE id = ?",
             (int(cancelled), timestamp(), event_id),
         )
         await _materialise(conn, [event_id], datetime.now(UTC))
         await record_change(conn, "event", event_id)
+        if cancelled and await meeting_plan(conn, event_id) != plan:
+            await record_meeting_changed(conn, event_id, "series_cancelled", answered)
 
 
 async def delete_event(db: Database, event_id: int) -> None:
@@ -200,8 +209,11 @@ async def delete_event(db: Database, event_id: int) -> None:
 
 
 async def change_occurrence(db: Database, event_id: int, change: OccurrenceChange) -> None:
-    """Cancel or move one slot of a series, leaving the rest untouched."""
+    """Cancel or move one slot of a series, leaving the rest untouched; those going or
+    waiting are told."""
+    key = occurrence_key(change.original_start)
     async with db.transaction() as conn:
+        answered = await answers(conn, event_id, key)
         await conn.execute(
             "INSERT INTO event_exceptions (event_id, original_start, cancelled, starts_at,"
             " duration_minutes) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
@@ -209,22 +221,28 @@ async def change_occurrence(db: Database, event_id: int, change: OccurrenceChang
             " duration_minutes = excluded.duration_minutes",
             (
                 event_id,
-                occurrence_key(change.original_start),
+                key,
                 int(change.cancelled),
                 change.starts_at.strftime(LOCAL_FORMAT) if change.starts_at else None,
                 change.duration_minutes,
             ),
         )
         await _slot_changed(conn, event_id)
+        await record_meeting_changed(conn, event_id,
+                                     "cancelled" if change.cancelled else "moved", answered)
 
 
 async def restore_occurrence(db: Database, event_id: int, original_start: datetime) -> None:
+    key = occurrence_key(original_start)
     async with db.transaction() as conn:
-        await conn.execute(
+        answered = await answers(conn, event_id, key)
+        cursor = await conn.execute(
             "DELETE FROM event_exceptions WHERE event_id = ? AND original_start = ?",
-            (event_id, occurrence_key(original_start)),
+            (event_id, key),
         )
         await _slot_changed(conn, event_id)
+        if cursor.rowcount == 1:
+            await record_meeting_changed(conn, event_id, "restored", answered)
 
 
 async def _slot_changed(conn: aiosqlite.Connection, event_id: int) -> None:

@@ -20,20 +20,24 @@ from node.domain import (
     JoinPolicy,
     Membership,
     MembershipStatus,
+    Review,
     Role,
     Visibility,
 )
 from node.security import new_token
 from node.storage.changes import record_change
+from node.storage.notices import record_for_facilitators, record_notice
+from node.storage.review import settle_review
 from node.storage.rsvps import release_rsvp
 
 PAGE_SIZE = 20
 # Path segments under /groups/ that name pages, not groups.
 RESERVED_SLUGS = {"new", "feed", "events", "admin"}
 
-# Shown in the directory: not suspended here, not hidden by an admin (remote).
-LISTED = ("g.suspended = 0 AND (g.ap_id IS NULL"
-          " OR g.ap_id NOT IN (SELECT ap_id FROM hidden_listings))")
+# Shown in the directory: not suspended here, not waiting for review nor refused,
+# not hidden by an admin (remote).
+LISTED = ("g.suspended = 0 AND (g.review IS NULL OR g.review = 'approved')"
+          " AND (g.ap_id IS NULL OR g.ap_id NOT IN (SELECT ap_id FROM hidden_listings))")
 # Meetings of listed groups that an admin did not hide one by one.
 LISTED_OCCURRENCE = ("o.event_id NOT IN (SELECT e.id FROM hidden_listings h"
                      " CROSS JOIN events e ON e.ap_id = h.ap_id)")  # few hidden: read them first
@@ -78,6 +82,8 @@ def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
         url=row["url"],
         ap_id=row["ap_id"],
         suspended=bool(row["suspended"]),
+        review=Review(row["review"]) if row["review"] else None,
+        review_reason=row["review_reason"],
         **{TAG_FIELDS[kind]: tuple(values) for kind, values in tags.items()},
     )
 
@@ -127,8 +133,12 @@ def _listing_values(draft: GroupDraft) -> tuple:
     )
 
 
-async def create_group(db: Database, draft: GroupDraft, facilitator_id: int) -> str:
-    """Create a local group with its creator as first facilitator; its slug."""
+async def create_group(db: Database, draft: GroupDraft, facilitator_id: int, *,
+                       gated: bool = False) -> str:
+    """Create a local group with its creator as first facilitator; its slug.
+
+    ``gated``: a public group waits for an admin's approval (``settle_review``).
+    """
     base = slugify(draft.name)
     now = timestamp()
     async with db.transaction() as conn:
@@ -153,10 +163,13 @@ async def create_group(db: Database, draft: GroupDraft, facilitator_id: int) -> 
             " VALUES (?, ?, 'facilitator', 'active', ?)",
             (group_id, facilitator_id, now),
         )
+        await settle_review(conn, group_id, draft.visibility, gated)
     return slug
 
 
-async def update_group(db: Database, group_id: int, draft: GroupDraft) -> None:
+async def update_group(db: Database, group_id: int, draft: GroupDraft, *,
+                       gated: bool = False) -> Review | None:
+    """Save a facilitator's edit; the group's review state after it (``settle_review``)."""
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE groups SET name = ?, summary = ?, description = ?, agreements = ?,"
@@ -166,6 +179,7 @@ async def update_group(db: Database, group_id: int, draft: GroupDraft) -> None:
         )
         await _write_listing(conn, group_id, draft)
         await record_change(conn, "group", group_id)
+        return await settle_review(conn, group_id, draft.visibility, gated)
 
 
 async def new_invite_code(db: Database, group_id: int) -> str:
@@ -219,13 +233,21 @@ async def get_membership(db: Database, group_id: int, account_id: int) -> Member
 async def add_membership(
     db: Database, group_id: int, account_id: int, status: MembershipStatus
 ) -> Membership:
-    """Join (or ask to join); an existing membership is returned unchanged."""
+    """Join (or ask to join); an existing membership is returned unchanged.
+
+    A request is told to the facilitators; a member who joins at once is welcomed.
+    """
     async with db.transaction() as conn:
-        await conn.execute(
+        cursor = await conn.execute(
             "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
             " VALUES (?, ?, 'member', ?, ?) ON CONFLICT DO NOTHING",
             (group_id, account_id, status, timestamp()),
         )
+        if cursor.rowcount == 1 and status is MembershipStatus.PENDING:
+            await record_for_facilitators(conn, group_id, "join_request",
+                                          member_id=account_id)
+        elif cursor.rowcount == 1:
+            await record_notice(conn, "welcome", account_id, group_id=group_id)
         cursor = await conn.execute(
             "SELECT * FROM memberships WHERE group_id = ? AND account_id = ?",
             (group_id, account_id),
@@ -240,6 +262,8 @@ async def approve_membership(db: Database, group_id: int, account_id: int) -> bo
             " WHERE group_id = ? AND account_id = ? AND status = 'pending'",
             (group_id, account_id),
         )
+        if cursor.rowcount == 1:
+            await record_notice(conn, "join_approved", account_id, group_id=group_id)
         return cursor.rowcount == 1
 
 
@@ -266,10 +290,12 @@ async def _last_facilitator(conn: aiosqlite.Connection, group_id: int, account_i
     return facilitators == [account_id]
 
 
-async def remove_membership(db: Database, group_id: int, account_id: int) -> bool:
+async def remove_membership(db: Database, group_id: int, account_id: int, *,
+                            declined: bool = False) -> bool:
     """Leave, decline or remove; the last facilitator cannot leave.
 
-    The member's RSVPs to the group's meetings go too, freeing their seats.
+    The member's RSVPs to the group's meetings go too, freeing their seats. A request
+    ``declined`` by a facilitator is told to its member.
     """
     async with db.transaction() as conn:
         if await _last_facilitator(conn, group_id, account_id):
@@ -281,10 +307,13 @@ async def remove_membership(db: Database, group_id: int, account_id: int) -> boo
         )
         for event_id, occurrence in await cursor.fetchall():
             await release_rsvp(conn, event_id, occurrence, account_id)
-        await conn.execute(
-            "DELETE FROM memberships WHERE group_id = ? AND account_id = ?",
+        cursor = await conn.execute(
+            "DELETE FROM memberships WHERE group_id = ? AND account_id = ? RETURNING status",
             (group_id, account_id),
         )
+        removed = await cursor.fetchone()
+        if declined and removed is not None and removed[0] == MembershipStatus.PENDING:
+            await record_notice(conn, "join_declined", account_id, group_id=group_id)
         return True
 
 

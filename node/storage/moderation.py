@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from node.db import Database, timestamp
 from node.domain import ReportReason, ReportState
 from node.storage.changes import record_change
+from node.storage.notices import record_for_admins
 
 PAGE_SIZE = 25
 
@@ -66,13 +67,16 @@ async def create_report(db: Database, *, reporter_id: int, group_id: int,
             "          (SELECT ap_id FROM groups WHERE id = ?)), ?, ?, ?)",
             (reporter_id, group_id, event_id, target_name, event_id, group_id, reason,
              comment, timestamp()))
-        return cursor.lastrowid
+        report_id = cursor.lastrowid
+        await record_for_admins(conn, "report", report_id=report_id)
+        return report_id
 
 
 async def record_flag(db: Database, *, flag_id: str, peer_host: str, body: str,
                       group_id: int, event_id: int | None, target_name: str,
                       reason: ReportReason, comment: str) -> bool:
-    """A peer's report about one of our listings, once per Flag; False if seen before."""
+    """A peer's report about one of our listings, once per Flag (told to the admins);
+    False if seen before."""
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "INSERT INTO reports (peer_host, flag_id, body, group_id, event_id, target_name,"
@@ -80,7 +84,10 @@ async def record_flag(db: Database, *, flag_id: str, peer_host: str, body: str,
             " ON CONFLICT (flag_id) DO NOTHING",
             (peer_host, flag_id, body, group_id, event_id, target_name, reason, comment,
              timestamp()))
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        await record_for_admins(conn, "report", report_id=cursor.lastrowid)
+        return True
 
 
 # Parameters: whether to name the reporter, then the facilitator scope (twice).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiosqlite
 
 from node.domain import RsvpStatus
+from node.storage.notices import record_notice
 
 
 async def _capacity(conn: aiosqlite.Connection, event_id: int) -> int | None:
@@ -43,23 +44,29 @@ async def take_rsvp(
         "INSERT INTO rsvps (event_id, occurrence, account_id, status) VALUES (?, ?, ?, ?)",
         (event_id, occurrence, account_id, status),
     )
+    await record_notice(conn, "rsvp_confirmed", account_id, event_id=event_id,
+                        occurrence=occurrence, status=status)
     return status
 
 
 async def fill_from_waitlist(
     conn: aiosqlite.Connection, event_id: int, occurrence: str
 ) -> None:
-    """Promote waitlisted people, first come first served, while seats are free."""
+    """Promote waitlisted people, first come first served, while seats are free; each
+    is told."""
     capacity = await _capacity(conn, event_id)
     free = None if capacity is None else capacity - await _going(conn, event_id, occurrence)
     if free is not None and free <= 0:
         return
-    await conn.execute(
+    cursor = await conn.execute(
         "UPDATE rsvps SET status = 'going' WHERE seq IN ("
         " SELECT seq FROM rsvps WHERE event_id = ? AND occurrence = ? AND status = 'waitlist'"
-        " ORDER BY seq LIMIT ?)",
+        " ORDER BY seq LIMIT ?) RETURNING account_id",
         (event_id, occurrence, -1 if free is None else free),
     )
+    for (account_id,) in await cursor.fetchall():
+        await record_notice(conn, "waitlist_promoted", account_id, event_id=event_id,
+                            occurrence=occurrence)
 
 
 async def release_rsvp(

@@ -14,6 +14,9 @@ async def load_settings(db: Database) -> NodeSettings:
     values = {k: v for k, v in stored.items() if k in known}
     if "registration" in values:
         values["registration"] = RegistrationMode(values["registration"])
+    for f in fields(NodeSettings):
+        if f.type == "bool" and f.name in values:  # stored as "1" or "0"
+            values[f.name] = values[f.name] == "1"
     return NodeSettings(**values)
 
 
@@ -22,5 +25,6 @@ async def save_settings(db: Database, settings: NodeSettings) -> None:
         await conn.executemany(
             "INSERT INTO settings (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [(k, str(v)) for k, v in asdict(settings).items()],
+            [(k, str(int(v)) if isinstance(v, bool) else str(v))
+             for k, v in asdict(settings).items()],
         )

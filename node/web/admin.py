@@ -1,7 +1,8 @@
-"""Admin screens: node settings, and accounts (approval, suspension, admins, invites)."""
+"""Admin screens: node settings, and accounts (approval, suspension, admins, trust,
+invites, a member's data on their request)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,8 +12,11 @@ from node.forms import form_values, parse_settings, text
 from node.i18n import gettext as _
 from node.i18n import ngettext
 from node.storage import accounts as store
+from node.storage.account_data import account_export
 from node.storage.audit import record_action
 from node.storage.settings import load_settings, save_settings
+from node.web.account_data import json_download
+from node.web.account_mail import AccountMail, sent
 from node.web.auth import require_admin
 from node.web.confirm import ask, confirmed
 from node.web.templating import render, see_other
@@ -33,6 +37,9 @@ async def settings(request: Request) -> Response:
         return await render(request, "admin_settings.html",
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
+    new_settings = replace(new_settings,
+                           review_public_groups=text(form, "review_public_groups") == "yes",
+                           require_verified_email=text(form, "require_verified_email") == "yes")
     await save_settings(db, new_settings)
     await record_action(db, me, "settings.update", "node settings")
     # Rendered after saving, so the layout already shows the new name.
@@ -50,6 +57,11 @@ class Outcome:
     errors: dict[str, str] = field(default_factory=dict)
     login_link: str = ""
     link_for: str = ""
+    handover: list[tuple[str, str]] = field(default_factory=list)  # (slug, name) of groups
+
+
+# Actions that erase an account audit themselves, in the same transaction, by its number.
+ERASING = ("reject", "erase")
 
 
 async def accounts(request: Request) -> Response:
@@ -74,9 +86,20 @@ async def accounts(request: Request) -> Response:
                     "Suspend %(name)s? They are logged out everywhere and cannot log in"
                     " until an admin makes the account active again.",
                     name=target.display_name), confirm=_("Yes, suspend the account"))
+            elif action == "erase" and not confirmed(form) and target.id != me.id:
+                return await ask(request, form, back="/admin/accounts", question=_(
+                    "Erase the account of %(name)s, with their memberships, RSVPs and the mail"
+                    " waiting for them? This cannot be undone. If they asked for their data,"
+                    " export it first.", name=target.display_name),
+                    confirm=_("Yes, erase the account"))
+            elif action == "export":
+                await record_action(db, me, "account.export", f"account {target.id}")
+                data = await account_export(db, target.id)
+                assert data is not None
+                return json_download(request.state.config.public_url, data)
             else:
                 outcome = await _account_action(request, me, target, action)
-                if not outcome.problem:
+                if not outcome.problem and action not in ERASING:
                     await record_action(db, me, f"account.{action}", target.display_name)
                 if action == "revoke" and target.id == me.id and not outcome.problem:
                     # Without the admin right this page is closed to you.
@@ -103,12 +126,20 @@ async def _account_action(request: Request, me: Account, target: Account, action
     name = target.display_name
     status = target.status
     if action == "approve" and status is AccountStatus.PENDING:
-        await store.set_status(db, target.id, AccountStatus.ACTIVE)
+        mail = await AccountMail.of(request)
+        await store.set_status(db, target.id, AccountStatus.ACTIVE,
+                               letter=mail.approved(target) if target.email else None)
+        sent(request)
         return Outcome(message=_("%(name)s is approved and can now log in.", name=name))
     if action == "reject" and status is AccountStatus.PENDING:
-        await store.delete_account(db, target.id)
+        mail = await AccountMail.of(request)
+        await store.delete_account(db, target.id, by=me, action="account.reject",
+                                   letter=mail.rejected(target) if target.email else None)
+        sent(request)
         return Outcome(message=_("The registration of %(name)s is rejected and removed.",
                                  name=name))
+    if action == "erase":
+        return await _erase(request, me, target)
     if action == "suspend" and status is AccountStatus.ACTIVE:
         if target.id == me.id:
             return Outcome(problem=_("You cannot suspend your own account."))
@@ -125,11 +156,35 @@ async def _account_action(request: Request, me: Account, target: Account, action
             return Outcome(problem=_("%(name)s is the only active admin, and a node needs one. "
                                      "Make someone else an admin first.", name=name))
         return Outcome(message=_("%(name)s is no longer an admin.", name=name))
+    if action == "trust" and status is AccountStatus.ACTIVE and not target.is_admin \
+            and await store.set_trusted(db, target.id, True):
+        return Outcome(message=_("%(name)s is trusted: the public groups they make skip the"
+                                 " review.", name=name))
+    if action == "untrust" and await store.set_trusted(db, target.id, False):
+        return Outcome(message=_("%(name)s is no longer trusted.", name=name))
     if action == "link" and status is AccountStatus.ACTIVE:
         token = await store.create_login_link(db, target.id)
         return Outcome(login_link=request.state.config.login_url(token), link_for=name)
     return Outcome(problem=_("That action does not apply to %(name)s (account %(status)s).",
                            name=name, status=status))
+
+
+async def _erase(request: Request, me: Account, target: Account) -> Outcome:
+    """Erase an account on its member's request (their own page does it for them)."""
+    name = target.display_name
+    if target.id == me.id:
+        return Outcome(problem=_("To delete your own account, use your account page."))
+    try:
+        await store.delete_account(request.state.db, target.id, by=me)
+    except store.HandOverFirst as e:
+        return Outcome(handover=e.groups, problem=_(
+            "%(name)s is the only facilitator of the groups below. Make another member a"
+            " facilitator there first.", name=name))
+    except store.LastAdmin:
+        return Outcome(problem=_("%(name)s is the only active admin, and a node needs one. "
+                                 "Make someone else an admin first.", name=name))
+    return Outcome(message=_("The account of %(name)s is erased, with everything the node held"
+                             " about them.", name=name))
 
 
 async def _create_invite(request: Request, me: Account, raw_uses: str) -> Outcome:

@@ -6,7 +6,7 @@ import hmac
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from node.domain import Account, Group, JoinPolicy, Membership, Visibility
+from node.domain import Account, Group, JoinPolicy, Membership
 from node.i18n import gettext as _
 from node.storage import accounts, groups
 
@@ -60,8 +60,9 @@ async def log_out(request: Request) -> None:
 
 
 def can_view(group: Group, account: Account | None, membership: Membership | None) -> bool:
-    """Private groups exist only for their members (and the node's admins)."""
-    if group.visibility is not Visibility.PRIVATE:
+    """Private groups, and public ones waiting for review or refused, exist only for
+    their members (and the node's admins)."""
+    if not group.members_only:
         return True
     return bool(account and (account.is_admin or (membership and membership.is_active)))
 

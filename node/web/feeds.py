@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from node.domain import DirectoryQuery, Group, Visibility
+from node.domain import DirectoryQuery, Group
 from node.feeds import atom_feed, calendar
 from node.storage.calendar import matching_group_ids, meetings_between
 from node.storage.events import (
@@ -98,7 +98,7 @@ async def group_calendar(request: Request) -> Response:
         series=await series_of_group(request.state.db, group.id),
     )
     # A private group's calendar was served to a member: no shared cache keeps it.
-    headers = {"Cache-Control": "private"} if group.visibility is Visibility.PRIVATE else None
+    headers = {"Cache-Control": "private"} if group.members_only else None
     return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
 
@@ -119,7 +119,7 @@ async def meeting_calendar(request: Request) -> Response:
     public_url = request.state.config.public_url
     body = calendar(name=event.title, url=f"{public_url}/events/{event.id}.ics",
                     public_url=public_url, groups=[group], series=[series])
-    headers = {"Cache-Control": "private"} if group.visibility is Visibility.PRIVATE else None
+    headers = {"Cache-Control": "private"} if group.members_only else None
     return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
 

@@ -18,6 +18,7 @@ from node.domain import (
     JoinPolicy,
     Membership,
     MembershipStatus,
+    Review,
     Role,
     Visibility,
 )
@@ -25,6 +26,7 @@ from node.forms import form_values, group_form_values, parse_group_form, text
 from node.i18n import N_, gettext
 from node.storage import groups as store
 from node.storage.events import upcoming_meetings
+from node.web.accounts import must_confirm_address
 from node.web.auth import (
     can_manage,
     can_view,
@@ -34,8 +36,9 @@ from node.web.auth import (
     require_account,
     visible_group,
 )
-from node.web.federated import group_page
 from node.web.confirm import ask, confirmed
+from node.web.federated import group_page
+from node.web.review import gate_holds
 from node.web.templating import render, see_other
 
 FORM_CHOICES = {
@@ -60,14 +63,19 @@ async def create(request: Request) -> Response:
         return await render(request, "group_form.html",
                             {"values": form_values(form), "errors": errors, "group": None,
                              **FORM_CHOICES}, status=400)
-    slug = await store.create_group(request.state.db, draft, account.id)
+    gated = await gate_holds(request, account)
+    slug = await store.create_group(request.state.db, draft, account.id, gated=gated)
+    if gated and draft.visibility is Visibility.PUBLIC:
+        return see_other(request, f"/groups/{slug}", gettext(
+            "Your group is created, and you are its facilitator. An admin of this node"
+            " approves new public groups: until then only its members can see it."))
     return see_other(request, f"/groups/{slug}", gettext(
         "Your group is created, and you are its facilitator. Schedule its first meeting"
         " when you are ready."))
 
 
 async def edit(request: Request) -> Response:
-    group, _, _ = await managed_group(request, request.path_params["slug"])
+    group, account, _ = await managed_group(request, request.path_params["slug"])
     context = {"group": group, "errors": {}, **FORM_CHOICES}
     if request.method == "GET":
         draft = GroupDraft(**{f.name: getattr(group, f.name) for f in fields(GroupDraft)})
@@ -83,7 +91,12 @@ async def edit(request: Request) -> Response:
         return await render(request, "group_form.html",
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
-    await store.update_group(request.state.db, group.id, draft)
+    review = await store.update_group(request.state.db, group.id, draft,
+                                      gated=await gate_holds(request, account))
+    if review is Review.PENDING and group.review is not Review.PENDING:
+        return see_other(request, f"/groups/{group.slug}", gettext(
+            "The changes are saved. An admin of this node approves new public groups: until"
+            " then only its members can see it."))
     return see_other(request, f"/groups/{group.slug}", gettext("The changes are saved."))
 
 
@@ -146,6 +159,9 @@ async def join(request: Request) -> Response:
     errors: dict[str, str] = {}
     if membership is not None:
         return see_other(request, f"/groups/{group.slug}")
+    unconfirmed = await must_confirm_address(request, account, f"/groups/{group.slug}")
+    if unconfirmed is not None:
+        return unconfirmed
     if group.agreements and form.get("accept_agreements") != "yes":
         errors["accept_agreements"] = gettext(
             "Read the group agreements and tick the box to accept them.")
@@ -175,7 +191,7 @@ async def leave(request: Request) -> Response:
                    else gettext("You have left %(group)s.", group=group.name))
     return see_other(
         request,
-        f"/groups/{group.slug}" if group.visibility is not Visibility.PRIVATE else "/account",
+        "/account" if group.members_only else f"/groups/{group.slug}",
         message,
     )
 
@@ -216,7 +232,8 @@ async def members(request: Request) -> Response:
         if action == "approve":
             done = await store.approve_membership(db, group.id, target_id)
         elif action in ("decline", "remove"):
-            done = await store.remove_membership(db, group.id, target_id)
+            done = await store.remove_membership(db, group.id, target_id,
+                                                 declined=action == "decline")
         else:
             role = Role.FACILITATOR if action == "make_facilitator" else Role.MEMBER
             done = await store.set_role(db, group.id, target_id, role)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from urllib.parse import parse_qs
 
@@ -14,6 +15,9 @@ from node.i18n import gettext as _
 MAX_FORM_BYTES = 256 * 1024
 CSRF_FIELD = "csrf_token"
 CSRF_SESSION_KEY = "csrf"
+# RFC 8058 one-click unsubscribe: mail providers POST here with no cookies and no token;
+# the signed token in the path is the authority (node.web.notices).
+CSRF_EXEMPT = re.compile(r"/unsubscribe/[^/]+")
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -67,7 +71,8 @@ class CSRFProtect:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if (scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS")
+                or CSRF_EXEMPT.fullmatch(scope["path"])):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

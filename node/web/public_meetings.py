@@ -2,8 +2,8 @@
 and its next meetings in their own zone, cancelled ones flagged.
 
 These pages are for noticeboards and neighbourhood websites, so they answer the same
-to everyone: a private or suspended group has none (404), whoever asks. A peer's listed
-group or meeting has them too, pointing at this node's page of it.
+to everyone: a private, suspended or not yet approved group has none (404), whoever
+asks. A peer's listed group or meeting has them too, pointing at this node's page of it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from node.db import Database, parse_stamp
-from node.domain import Event, Format, Group, Visibility
+from node.domain import Event, Format, Group
 from node.storage.events import get_event, remote_meeting, upcoming_meetings
 from node.storage.groups import get_group_by_id, is_remote_slug, remote_listing
 from node.web.auth import visible_group
@@ -51,7 +51,7 @@ async def shown_group(request: Request, slug: str) -> Group:
             raise HTTPException(404)
         return listing.group
     group, _, _ = await visible_group(request, slug)  # the group page's own check
-    if group.visibility is Visibility.PRIVATE or group.suspended:
+    if group.members_only or group.suspended:
         raise HTTPException(404)
     return group
 

@@ -1,0 +1,2 @@
+-- The language a member reads mail in: the one they registered in, until they choose.
+ALTER TABLE accounts ADD COLUMN language TEXT NOT NULL DEFAULT 'en';

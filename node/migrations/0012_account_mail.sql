@@ -1,0 +1,13 @@
+-- Account mail: a confirmed address, a change of address waiting for its confirmation,
+-- and the reason an applicant gives when registration needs an admin's approval.
+-- The links in these messages are signed tokens (node.account_links): none is stored.
+
+-- NULL until the member opens the link sent to their address.
+ALTER TABLE accounts ADD COLUMN email_verified_at TEXT;
+-- The address a member asked to move to; they log in with `email` until it is confirmed.
+ALTER TABLE accounts ADD COLUMN pending_email TEXT COLLATE NOCASE;
+-- Why an applicant wants to join, for the admins who approve accounts; cleared on approval.
+ALTER TABLE accounts ADD COLUMN join_reason TEXT NOT NULL DEFAULT '';
+
+-- Accounts from before confirmation existed are trusted as they are.
+UPDATE accounts SET email_verified_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now');
