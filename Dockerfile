@@ -17,5 +17,8 @@ RUN pip install --no-cache-dir . \
 USER grassroots
 VOLUME ["/data"]
 EXPOSE 8000
+# Ready: the database takes a write, the background workers move, the disk has room.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=8)"]
 # Set --url to the address people use (https://… behind a TLS proxy).
 ENTRYPOINT ["grassroots", "serve", "--data", "/data/node", "--host", "0.0.0.0", "--port", "8000"]

@@ -19,7 +19,7 @@ import httpx
 
 from federation import store
 from federation.addresses import url_host
-from federation.fetch import BadStatus, Fetcher, FetchError, validate_url
+from federation.fetch import BadStatus, Fetcher, FetchError, Unreachable, validate_url
 from federation.keys import load_multikey, load_public_key
 from federation.store import RemoteActor
 from node.db import Database, stamp
@@ -43,6 +43,10 @@ class ActorError(Exception):
 
 class ActorGone(ActorError):
     """The actor's or key's document answers 404 or 410: it was deleted."""
+
+
+class ActorUnreachable(ActorError):
+    """Nothing answered at the actor's address (yet)."""
 
 
 async def fetch_actor(db: Database, fetcher: Fetcher, actor_url: str, *, local_host: str,
@@ -120,6 +124,8 @@ async def _get(fetcher: Fetcher, url: str, local_host: str,
         if error.status in _GONE_STATUSES:
             raise ActorGone(f"{_GONE} (HTTP {error.status})") from None
         raise ActorError(f"fetching {url[:200]}: {error.reason}") from None
+    except Unreachable as error:
+        raise ActorUnreachable(f"fetching {url[:200]}: {error.reason}") from None
     except FetchError as error:
         raise ActorError(f"fetching {url[:200]}: {error.reason}") from None
 

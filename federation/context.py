@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from federation.admission import Admission
 from federation.documents import Urls
+from federation.events import FederationEvents
 from federation.fetch import Fetcher
 from federation.ratelimit import PeerRateLimits
 from federation.signatures import SignedAuth
@@ -31,3 +32,5 @@ class Federation:
     # A federated copy its origin has not confirmed for this long is stale; for this, retired.
     listing_stale_after: timedelta = timedelta(days=7)
     listing_retire_after: timedelta = timedelta(days=30)
+    # Where inbox answers and delivery attempts are reported (the node's metrics).
+    events: FederationEvents = field(default_factory=FederationEvents)

@@ -13,6 +13,7 @@ probe; the peer's first 2xx makes the rest due at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -22,9 +23,11 @@ from datetime import UTC, datetime, timedelta
 
 from federation import store
 from federation.addresses import url_host
+from federation.events import FederationEvents, activity_label
 from federation.fetch import Fetcher, FetchError, host_of
 from federation.retry import Answer, next_attempt, sort_answer
 from federation.signatures import SignedAuth
+from node.background import repeat
 from node.db import Database, parse_stamp, stamp
 
 CONTENT_TYPE = "application/activity+json"
@@ -52,7 +55,7 @@ class DeliveryWorker:
 
     def __init__(self, db: Database, fetcher: Fetcher,
                  key_id_for: Callable[[str], Awaitable[str]], concurrency: int = 8,
-                 lease_seconds: float = 120) -> None:
+                 lease_seconds: float = 120, events: FederationEvents | None = None) -> None:
         # A lease (stored to the second) must outlast a whole exchange, or a
         # second worker could send the same row while the first still waits.
         if lease_seconds <= fetcher.deadline + 1:
@@ -63,6 +66,7 @@ class DeliveryWorker:
         self._lease_seconds = lease_seconds
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
+        self._events = events or FederationEvents()
 
     async def run_once(self, limit: int = 64) -> int:
         """Claim up to ``limit`` due deliveries and try each; the number claimed."""
@@ -101,19 +105,7 @@ class DeliveryWorker:
 
     async def run_forever(self, wake: asyncio.Event) -> None:
         """Cycle while work is due; otherwise wait for ``wake`` or the poll interval."""
-        while not self._stopping.is_set():
-            wake.clear()
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.warning("delivery cycle failed", exc_info=True)
-                claimed = 0
-            if claimed == 0:
-                try:
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
+        await repeat("delivery", self.run_once, wake, self._stopping, POLL_SECONDS)
 
     async def _deliver_to(self, inbox: str, rows: list[store.Delivery], claimed_at: float,
                           signers: dict[str, SignedAuth]) -> None:
@@ -164,7 +156,7 @@ class DeliveryWorker:
             log.warning("delivery %d to %s: unexpected error", row.id, host_of(row.inbox),
                         exc_info=True)
             return None
-        log.debug("delivery %d to %s: %s", row.id, host_of(row.inbox), decision.reason)
+        self._finished(row, "retry" if retry_at else decision.outcome, decision.reason)
         hold_until = None
         if sort_answer(status) in (Answer.THROTTLED, Answer.UNAVAILABLE):
             # When this row gave up, the peer is still held as for a fresh row.
@@ -193,9 +185,19 @@ class DeliveryWorker:
             if decision.outcome == "failed":
                 await store.finish_delivery(self._db, row.id, state="failed", status=None,
                                             error=f"{decision.reason} (peer failing)")
+                self._finished(row, "failed", f"{decision.reason} (peer failing)")
             else:
                 release.append(row.id)
         await store.hold_inbox(self._db, inbox, until, release)
+
+    def _finished(self, row: store.Delivery, outcome: str, reason: str) -> None:
+        """One line and one count per delivery attempt: its type, peer and outcome."""
+        self._events.delivery_finished(outcome)
+        activity_type = activity_label(json.loads(row.body).get("type"))
+        peer = host_of(row.inbox)
+        log.info("delivery %d of %s to %s: %s (%s)", row.id, activity_type, peer, outcome,
+                 reason, extra={"activity_type": activity_type, "peer": peer,
+                                "outcome": outcome})
 
 
 def _stamp_after(now: datetime, seconds: float | None) -> str:

@@ -57,6 +57,10 @@ class Timeout(FetchError):
     """The whole exchange ran past its deadline."""
 
 
+class Unreachable(FetchError):
+    """Nothing answered: the connection was refused or could not be made."""
+
+
 class BadContentType(FetchError):
     """The response is not one of the media types asked for."""
 
@@ -269,6 +273,8 @@ class Fetcher:
         except (TimeoutError, httpx.TimeoutException):
             raise Timeout(f"no complete answer from {host_of(url)} "
                           f"within {self.deadline:g} s") from None
+        except httpx.ConnectError as error:
+            raise Unreachable(f"{type(error).__name__} from {host_of(url)}: {error}") from None
         except (httpx.HTTPError, httpx.InvalidURL) as error:  # InvalidURL: from a bad Location
             raise FetchError(f"{type(error).__name__} from {host_of(url)}: {error}") from None
 

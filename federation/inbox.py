@@ -27,6 +27,7 @@ from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
 from federation.addresses import on_host, origin_prefix, url_domain, url_host
 from federation.context import Federation
+from federation.events import activity_label
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
 from federation.local import node_auth
 from federation.message_signatures import parse_message_signature, verify_message
@@ -60,14 +61,21 @@ class Refused(Exception):
     """Ends the request early with `status` and a one-line reason; nothing is stored.
 
     A 4xx, a 503 (with `retry_after` seconds), or the 202 that acknowledges
-    and drops a deleted actor's Delete.
+    and drops a deleted actor's Delete. `kind` says why in a word (metrics count
+    it); the status's own word unless the status has several reasons.
     """
 
-    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.kind = kind or _KINDS[status]
+
+
+_KINDS = {202: "actor_gone", 400: "malformed", 401: "bad_signature", 403: "forbidden",
+          413: "too_large", 415: "media_type", 429: "rate_limited", 503: "unavailable"}
 
 
 class Inbox:
@@ -77,6 +85,7 @@ class Inbox:
         fed: Federation = scope["state"]["federation"]
         headers = HeaderMap.from_raw(scope["headers"])
         client = scope.get("client")
+        activity_type = peer = "-"  # as far as they are known when an answer is decided
         try:
             if (throttled := ratelimit.retry_after(headers, client and client[0],
                                                    fed.inbox_limits)):
@@ -85,23 +94,34 @@ class Inbox:
                               seconds)
             body = await _read_body(headers, receive)
             activity = _parse_activity(body)
-            actor_host = _check_origin(activity, fed.urls.host)
+            activity_type = activity_label(activity["type"])
+            actor_host = peer = _check_origin(activity, fed.urls.host)
             await _check_admitted(fed, activity, actor_host)
             actor = await _verified_signer(scope, headers, fed, body, activity)
             if actor.id != activity["actor"]:
-                raise Refused(403, "the signing key's owner is not the activity's actor")
+                raise Refused(403, "the signing key's owner is not the activity's actor",
+                              kind="signer_not_actor")
             try:  # the 202 follows a durable commit, shared with the requests arriving meanwhile
-                await scope["state"]["acceptor"].accept(store.Arrival(
+                fresh = await scope["state"]["acceptor"].accept(store.Arrival(
                     activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))
             except NotAccepted as failure:
                 raise Refused(503, str(failure), 30) from None
         except Refused as refusal:
+            fed.events.inbox_refused(refusal.status, refusal.kind)
             if refusal.status != 429:  # a flood is not worth a log line per request
-                log.info("inbox %s: %s", refusal.status, refusal.reason)
+                log.info("inbox %s from %s: %s %s: %s", activity_type, peer, refusal.status,
+                         refusal.kind, refusal.reason,
+                         extra={"activity_type": activity_type, "peer": peer,
+                                "status": refusal.status, "outcome": refusal.kind})
             await _respond(send, refusal.status, refusal.reason, refusal.retry_after)
             return
         fed.arrived_at = asyncio.get_running_loop().time()
         fed.wake_inbox.set()
+        fed.events.inbox_accepted(activity_type)
+        outcome = "accepted" if fresh else "repeat"
+        log.info("inbox %s from %s: 202 %s", activity_type, peer, outcome,
+                 extra={"activity_type": activity_type, "peer": peer, "status": 202,
+                        "outcome": outcome})
         await _respond(send, 202)
 
 
@@ -129,7 +149,8 @@ async def _read_body(headers: HeaderMap, receive: Receive) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise Refused(400, "the client went away before sending its body")
+            raise Refused(400, "the client went away before sending its body",
+                          kind="incomplete")
         body += message.get("body", b"")
         if len(body) > MAX_BODY_BYTES:
             raise Refused(413, f"body is over {MAX_BODY_BYTES} bytes")
@@ -155,19 +176,21 @@ def _check_origin(activity: dict[str, Any], local_host: str) -> str:
     actor = activity["actor"]
     actor_host = _host(actor, "actor")
     if actor_host == local_host:
-        raise Refused(403, "a remote actor cannot be on this node's host")
+        raise Refused(403, "a remote actor cannot be on this node's host", kind="wrong_origin")
     prefix = origin_prefix(actor)
     if not _on_host(activity["id"], actor_host, prefix, "activity id"):
-        raise Refused(403, "activity id is not on the actor's host")
+        raise Refused(403, "activity id is not on the actor's host", kind="wrong_origin")
     if activity["type"] not in _FOREIGN_OBJECT_TYPES:
         embedded = activity.get("object")
         for item in embedded if isinstance(embedded, list) else [embedded]:
             if isinstance(item, dict) and "id" in item \
                     and not _on_host(item["id"], actor_host, prefix, "object id"):
-                raise Refused(403, "embedded object is not on the actor's host")
+                raise Refused(403, "embedded object is not on the actor's host",
+                              kind="wrong_origin")
             if isinstance(item, str) and activity["type"] in _CHANGING_TYPES \
                     and _is_on(item, local_host):
-                raise Refused(403, "the object lives on this node; only it changes it")
+                raise Refused(403, "the object lives on this node; only it changes it",
+                              kind="wrong_origin")
     return actor_host
 
 
@@ -200,7 +223,7 @@ async def _check_admitted(fed: Federation, activity: dict[str, Any], actor_host:
     blocked, peer = await store.standing(fed.db, {url_domain(activity["actor"]), actor_host},
                                          actor_host)
     if blocked:
-        raise Refused(403, "domain is blocked")
+        raise Refused(403, "domain is blocked", kind="blocked")
     if activity["type"] == "Follow":  # anyone may ask; it becomes a pending request
         return
     if peer is not None and (peer.following in _FOLLOWING or peer.follower in _FOLLOWER):
@@ -208,7 +231,7 @@ async def _check_admitted(fed: Federation, activity: dict[str, Any], actor_host:
         return
     if activity["type"] in _KNOWN_ACTOR_TYPES and await store.get_actor(fed.db, activity["actor"]):
         return
-    raise Refused(403, "not a followed or approved peer")
+    raise Refused(403, "not a followed or approved peer", kind="not_admitted")
 
 
 async def _verified_signer(scope: Scope, headers: HeaderMap, fed: Federation, body: bytes,
@@ -216,7 +239,7 @@ async def _verified_signer(scope: Scope, headers: HeaderMap, fed: Federation, bo
     """The owner of the key that signed the request; a stale cached key is refetched once."""
     header = headers.get("signature")
     if header is None:
-        raise Refused(401, "request is not signed")
+        raise Refused(401, "request is not signed", kind="unsigned")
     signature_input = headers.get("signature-input")  # RFC 9421; else draft-cavage
     try:
         key_id = (parse_signature_header(header).key_id if signature_input is None
@@ -267,8 +290,8 @@ async def _signing_actor(fed: Federation, key_id: str, activity: dict[str, Any],
     except ActorGone as error:
         if activity["type"] == "Delete":  # a deleted actor's farewell: acknowledged, dropped
             raise Refused(202, "actor is gone; Delete dropped") from None
-        raise Refused(401, f"key: {error.reason}") from None
+        raise Refused(401, f"key: {error.reason}", kind="key_unavailable") from None
     except ActorError as error:
-        raise Refused(401, f"key: {error.reason}") from None
+        raise Refused(401, f"key: {error.reason}", kind="key_unavailable") from None
     fed.admission.signed_by(key_id, actor)
     return actor

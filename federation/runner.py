@@ -98,7 +98,8 @@ def _at_most_every(seconds: float, step: Callable[[], Awaitable[int]]
 async def start(fed: Federation) -> Runner:
     # Claims still held were a previous process's: it is gone (one process per data dir).
     await store.release_leases(fed.db)
-    worker = DeliveryWorker(fed.db, fed.fetcher, lambda owner: key_id_for(fed, owner))
+    worker = DeliveryWorker(fed.db, fed.fetcher, lambda owner: key_id_for(fed, owner),
+                            events=fed.events)
     stopping = asyncio.Event()
     return Runner(fed, worker, stopping, [
         asyncio.create_task(repeat("inbox", lambda: process_inbox(fed, stopping),

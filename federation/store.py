@@ -61,8 +61,7 @@ class Peer:
     their_follow_id: str | None
     last_success_at: str | None
     last_inbound_at: str | None = None
-    queued: int = 0
-    failed: int = 0
+    blocked: bool = False
     listings: int = 0
     stale: int = 0  # listings its origin has not confirmed within the stale period
 
@@ -74,7 +73,8 @@ def _peer(row: sqlite3.Row) -> Peer:
         following=row["following"], follow_id=row["follow_id"], follower=row["follower"],
         their_follow_id=row["their_follow_id"], last_success_at=row["last_success_at"],
         last_inbound_at=row["last_inbound_at"],
-        **{name: row[name] for name in ("queued", "failed", "listings", "stale") if name in keys},
+        blocked=bool(row["blocked"]) if "blocked" in keys else False,
+        **{name: row[name] for name in ("listings", "stale") if name in keys},
     )
 
 
@@ -97,14 +97,11 @@ async def get_peer(db: Database, host: str) -> Peer | None:
 
 
 async def list_peers(db: Database, stale_before: str = "") -> list[Peer]:
-    """Every peer with its queued and failed delivery counts, its listings here and how
-    many of them were last confirmed before ``stale_before``."""
+    """Every peer, whether it is blocked, its listings here and how many of them were
+    last confirmed before ``stale_before``."""
     rows = await db.fetchall(
         "SELECT p.*,"
-        " (SELECT count(*) FROM deliveries d WHERE d.state = 'queued'"
-        "  AND d.inbox = p.inbox) AS queued,"
-        " (SELECT count(*) FROM deliveries d WHERE d.state = 'failed'"
-        "  AND d.inbox = p.inbox) AS failed,"
+        " p.host IN (SELECT domain FROM blocked_domains) AS blocked,"
         " (SELECT count(*) FROM groups g WHERE g.origin = p.host) AS listings,"
         " (SELECT count(*) FROM groups g WHERE g.origin = p.host"
         "  AND g.confirmed_at < ?) AS stale"
@@ -156,11 +153,12 @@ async def follower_inboxes(db: Database) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def block_domain(db: Database, domain: str) -> None:
+async def block_domain(db: Database, domain: str, reason: str = "") -> None:
+    """Block ``domain``; blocking it again replaces the public reason."""
     async with db.transaction() as conn:
         await conn.execute(
-            "INSERT INTO blocked_domains (domain, created_at) VALUES (?, ?)"
-            " ON CONFLICT DO NOTHING", (domain, timestamp()))
+            "INSERT INTO blocked_domains (domain, reason, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET reason = excluded.reason", (domain, reason, timestamp()))
         await conn.execute("UPDATE peers SET following = 'none', follower = 'rejected'"
                            " WHERE host = ?", (domain,))
         await conn.execute("DELETE FROM group_followers WHERE actor_id IN"
@@ -193,8 +191,35 @@ async def standing(db: Database, domains: Collection[str], host: str) -> tuple[b
     return bool(row["blocked"]), None if row["host"] is None else _peer(row)
 
 
-async def blocked_domains(db: Database) -> list[str]:
-    return [r[0] for r in await db.fetchall("SELECT domain FROM blocked_domains ORDER BY 1")]
+@dataclass(frozen=True, slots=True)
+class Block:
+    domain: str
+    reason: str  # public, unless the admin keeps the block list private
+    created_at: str
+
+
+async def blocked_domains(db: Database) -> list[Block]:
+    rows = await db.fetchall("SELECT domain, reason, created_at FROM blocked_domains"
+                             " ORDER BY domain")
+    return [Block(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """A peer as the node's public policy names it: its host and its node actor."""
+
+    host: str
+    actor_id: str
+
+
+async def neighbours(db: Database) -> tuple[list[Neighbour], list[Neighbour]]:
+    """(peers this node follows, peers following it): accepted both ways, none blocked."""
+    rows = await db.fetchall(
+        "SELECT host, actor_id, following = 'accepted', follower = 'approved' FROM peers"
+        " WHERE (following = 'accepted' OR follower = 'approved')"
+        " AND host NOT IN (SELECT domain FROM blocked_domains) ORDER BY host")
+    return ([Neighbour(r[0], r[1]) for r in rows if r[2]],
+            [Neighbour(r[0], r[1]) for r in rows if r[3]])
 
 
 # Remote actors (the key cache) -------------------------------------------------
@@ -497,19 +522,110 @@ async def claim_deliveries(db: Database, lease_seconds: float, limit: int) -> li
 async def finish_delivery(db: Database, delivery_id: int, *, state: str, status: int | None,
                           error: str | None, retry_at: str | None = None) -> None:
     """Record one attempt: 'sent', 'failed', or 'queued' again at ``retry_at``."""
+    now = timestamp()
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?,"
             " last_error = ?, next_attempt_at = coalesce(?, next_attempt_at),"
+            " first_failed_at = CASE WHEN ? = 'sent' THEN first_failed_at"
+            "  ELSE coalesce(first_failed_at, ?) END,"
             " locked_until = NULL, state_changed = ? WHERE id = ?",
-            (state, status, error, retry_at, timestamp(), delivery_id))
+            (state, status, error, retry_at, state, now, now, delivery_id))
 
 
-async def inbox_failing_since(db: Database, inbox: str) -> str | None:
-    """When deliveries to this inbox started failing (None if it is healthy)."""
-    return await db.fetchval(
-        "SELECT min(created_at) FROM deliveries WHERE inbox = ? AND state = 'queued'"
-        " AND attempts > 0", (inbox,))
+async def delivery_of(db: Database, activity_id: str) -> tuple[str, int, str | None] | None:
+    """(state, attempts, last error) of an activity sent to one inbox, as it stands."""
+    row = await db.fetchone("SELECT state, attempts, last_error FROM deliveries"
+                            " WHERE activity_id = ?", (activity_id,))
+    return None if row is None else (row[0], row[1], row[2])
+
+
+# What an admin sees of the queue, and does with it (/admin/peers) -----------------
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """One inbox's deliveries not sent: waiting (queued) and failed for good."""
+
+    inbox: str
+    queued: int
+    failed: int
+    failing_since: str | None  # the first failure of its oldest failing delivery still waiting
+    next_retry: str | None     # when its next waiting delivery is due
+    oldest: str | None = None  # when its oldest waiting delivery was queued
+
+
+async def delivery_queues(db: Database) -> list[Queue]:
+    """Every inbox with a delivery waiting or failed."""
+    rows = await db.fetchall(
+        "SELECT inbox, sum(state = 'queued'), sum(state = 'failed'),"
+        " min(CASE WHEN state = 'queued' THEN first_failed_at END),"
+        " min(CASE WHEN state = 'queued' THEN next_attempt_at END),"
+        " min(CASE WHEN state = 'queued' THEN created_at END)"
+        " FROM deliveries WHERE state IN ('queued', 'failed') GROUP BY inbox ORDER BY inbox")
+    return [Queue(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A delivery not sent, as the admin sees it."""
+
+    id: int
+    inbox: str
+    activity_type: str
+    object_id: str | None
+    state: str                  # queued | failed
+    attempts: int
+    created_at: str
+    first_failed_at: str | None
+    next_attempt_at: str
+    state_changed: str
+    last_status: int | None
+    last_error: str | None
+
+
+async def pending_deliveries(db: Database, inboxes: Collection[str],
+                             limit: int = 100) -> tuple[list[Pending], int]:
+    """The oldest ``limit`` deliveries waiting or failed to these inboxes, and how many
+    there are in all."""
+    marks = ",".join("?" * len(inboxes))
+    where = f"d.state IN ('queued', 'failed') AND d.inbox IN ({marks})"
+    total = await db.fetchval(f"SELECT count(*) FROM deliveries d WHERE {where}", [*inboxes])
+    rows = await db.fetchall(
+        "SELECT d.id, d.inbox, a.type, a.object_id, d.state, d.attempts, d.created_at,"
+        " d.first_failed_at, d.next_attempt_at, d.state_changed, d.last_status, d.last_error"
+        f" FROM deliveries d JOIN activities a ON a.id = d.activity_id WHERE {where}"
+        " ORDER BY d.id LIMIT ?", [*inboxes, limit])
+    return [Pending(*r) for r in rows], total
+
+
+async def retry_deliveries(db: Database, inboxes: Collection[str],
+                           delivery_id: int | None = None) -> int:
+    """Make the waiting and failed deliveries to these inboxes (or the one) due now; how
+    many. A failed one is queued again and starts a new give-up period."""
+    now = timestamp()
+    marks = ",".join("?" * len(inboxes))
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ?,"
+            " attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,"
+            " created_at = CASE WHEN state = 'failed' THEN ? ELSE created_at END,"
+            " first_failed_at = CASE WHEN state = 'failed' THEN NULL ELSE first_failed_at END,"
+            " state_changed = CASE WHEN state = 'failed' THEN ? ELSE state_changed END,"
+            " state = 'queued'"
+            f" WHERE state IN ('queued', 'failed') AND inbox IN ({marks})"
+            " AND (? IS NULL OR id = ?)", (now, now, now, *inboxes, delivery_id, delivery_id))
+        return cursor.rowcount
+
+
+async def drop_deliveries(db: Database, inboxes: Collection[str],
+                          delivery_id: int | None = None) -> int:
+    """Forget the waiting and failed deliveries to these inboxes (or the one); how many."""
+    marks = ",".join("?" * len(inboxes))
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            f"DELETE FROM deliveries WHERE state IN ('queued', 'failed') AND inbox IN ({marks})"
+            " AND (? IS NULL OR id = ?)", (*inboxes, delivery_id, delivery_id))
+        return cursor.rowcount
 
 
 # Publications of local listings ---------------------------------------------------

@@ -28,7 +28,7 @@ from federation.documents import (
 from federation.inbox import inbox
 from federation.local import NODE, federated_group, group_owner
 from federation.publisher import event_document
-from node.domain import RegistrationMode
+from node.domain import NodeSettings, RegistrationMode
 from node.storage.events import get_event
 from node.storage.groups import get_group_by_id
 from node.storage.settings import load_settings
@@ -128,11 +128,41 @@ async def nodeinfo(request: Request) -> Response:
         "openRegistrations": settings.registration is RegistrationMode.OPEN,
         # Aggregate counts only: how many, never who.
         "usage": {"users": {"total": users}, "localPosts": groups},
-        "metadata": {"nodeName": settings.name},
+        "metadata": await _metadata(_fed(request), settings),
     }
     return JSONResponse(document, media_type=(
         'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.1#"'),
         headers={"Access-Control-Allow-Origin": "*"})
+
+
+async def _metadata(fed: Federation, settings: NodeSettings) -> dict[str, Any]:
+    """What /about says, in the keys other servers use: nodeName and nodeDescription as
+    Mastodon and GoToSocial, maintainer as Misskey, and the block list as Pleroma and
+    Akkoma publish it (``mrf_simple``), which block-list tools read."""
+    following, followers = await store.neighbours(fed.db)
+    blocks = await store.blocked_domains(fed.db)
+    policy: dict[str, Any] = {
+        "enabled": True,
+        "following": len(following),
+        "followers": len(followers),
+        "blockedDomains": len(blocks),
+        "exclusions": settings.block_list_private,  # Pleroma's "some is not shown"
+    }
+    if not settings.block_list_private:
+        policy["mrf_simple"] = {"reject": [b.domain for b in blocks]}
+        policy["mrf_simple_info"] = {
+            "reject": {b.domain: {"reason": b.reason} for b in blocks if b.reason}}
+    metadata: dict[str, Any] = {
+        "nodeName": settings.name,
+        "nodeDescription": settings.description,
+        "registrationMode": settings.registration.value,
+        "rulesUrl": f"{fed.urls.base}/about#rules",
+        "federationPolicyUrl": f"{fed.urls.base}/about/federation",
+        "federation": policy,
+    }
+    if settings.contact_address:
+        metadata["maintainer"] = {"email": settings.contact_address}
+    return metadata
 
 
 # Actors and collections ------------------------------------------------------------

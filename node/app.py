@@ -22,14 +22,17 @@ from federation.acceptor import InboxAcceptor
 from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
+from node.background import Heartbeats, heartbeats
 from node.config import Config
 from node.db import Database
 from node.i18n import N_, LanguageNegotiation, gettext
 from node.mailer import Mailer
+from node.metrics import Metrics
 from node.notifier import Notifier
 from node.security import FailureLimiter, MailLimits
 from node.storage.events import refresh_occurrences
 from node.web import (
+    about,
     account_data,
     accounts,
     admin,
@@ -40,6 +43,7 @@ from node.web import (
     feeds,
     flyers,
     groups,
+    health,
     language,
     moderation,
     notices,
@@ -49,6 +53,8 @@ from node.web import (
 )
 from node.web.auth import LoginRequired
 from node.web.middleware import CSRFProtect, SecurityHeaders
+from node.web.observe import ObserveRequests
+from node.web.proxy import ProxyHeaders
 from node.web.templating import TEMPLATES_DIR, render
 
 ROUTES = federation_web.ROUTES + [
@@ -101,12 +107,18 @@ ROUTES = federation_web.ROUTES + [
     Route("/admin/settings", admin.settings, methods=["GET", "POST"]),
     Route("/admin/accounts", admin.accounts, methods=["GET", "POST"]),
     Route("/admin/peers", peers.admin_peers, methods=["GET", "POST"]),
+    Route("/admin/peers/{host}", peers.host_deliveries, methods=["GET", "POST"]),
     Route("/admin/reports", moderation.admin_reports),
     Route("/admin/reports/{id:int}", moderation.report_action, methods=["POST"]),
     Route("/admin/listings", moderation.admin_listings, methods=["POST"]),
     Route("/admin/groups", review.admin_groups),
     Route("/admin/groups/{id:int}", review.review_action, methods=["POST"]),
     Route("/admin/audit", moderation.audit),
+    Route("/about", about.about),
+    Route("/about/federation", about.about_federation),
+    Route("/healthz", health.healthz),
+    Route("/readyz", health.readyz),
+    Route("/metrics", health.metrics),
     Route("/language", language.choose, methods=["POST"]),
     Route("/timezone", language.choose_zone, methods=["GET", "POST"]),
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
@@ -153,11 +165,14 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
                 await refresh_occurrences(db)
 
         refresher = asyncio.create_task(keep_horizon())
+        beats = Heartbeats()
+        heartbeats.set(beats)  # every worker loop started below reports to it
+        metrics = Metrics()
         fetcher = Fetcher(allow_private=dev)
         federation = Federation(
             db, fetcher, Urls(config.public_url), dev,
             listing_stale_after=timedelta(days=config.listing_stale_days),
-            listing_retire_after=timedelta(days=config.listing_retire_days))
+            listing_retire_after=timedelta(days=config.listing_retire_days), events=metrics)
         acceptor = InboxAcceptor(db)
         acceptor.start()
         background = await runner.start(federation)
@@ -167,6 +182,12 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
         notifier = Notifier(db, public_url=config.public_url, secret_key=config.secret_key,
                             wake_mailer=mailer.wake)
         await notifier.start()
+        backups = None
+        if config.backup_every_hours:  # tarfile and the rest only when backups are scheduled
+            from node.backup import BackupSchedule
+
+            backups = BackupSchedule(config)
+            backups.start()
         try:
             yield {
                 "db": db,
@@ -178,6 +199,8 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
                 # (per account, per address): failed logins in a 15-minute window
                 "login_limits": (FailureLimiter(5, 900), FailureLimiter(30, 900)),
                 "mail_limits": MailLimits(),  # registrations and links asked for, an hour
+                "metrics": metrics,
+                "readiness": health.Readiness(db, config, beats),
             }
         finally:
             refresher.cancel()
@@ -189,10 +212,15 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
             await runner.stop(background)
             await notifier.stop()
             await mailer.stop()
+            if backups is not None:
+                await backups.stop()
             await fetcher.aclose()
             await db.close()
 
     middleware = [
+        # First: every rate limit after it, the inbox's too, counts the real client.
+        Middleware(ProxyHeaders, trusted=config.trusted_proxies),
+        Middleware(ObserveRequests),  # before InboxFirst: inbox POSTs are requests too
         Middleware(federation_web.InboxFirst),
         Middleware(SecurityHeaders),
         Middleware(LanguageNegotiation),

@@ -1,27 +1,54 @@
-"""The ``grassroots`` command."""
+"""The ``grassroots`` command.
+
+Exit codes: 0 done; 1 an error, explained in one line (or one per problem);
+2 a command line that does not parse; 3 not yet: what was waited for has not
+happened (a follow request not delivered, or not arrived), try again later.
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import html
-import logging
+import os
 import secrets
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from node.config import (
+    BY_NAME,
+    DATABASE_FILE,
+    SECRET_FILE,
     Config,
+    ConfigError,
+    check_config,
+    config_docs,
+    follow_serve_address,
     is_initialised,
     load_config,
+    read_settings,
+    serve_url,
+    unknown_variables,
     write_config,
 )
-from node.db import Database, stamp
+from node.db import (
+    Database,
+    NewerDatabase,
+    applied_migrations,
+    check_not_newer,
+    connect_sync,
+    migrate,
+    migration_files,
+    stamp,
+)
 from node.domain import Account, AccountStatus
 from node.mail import MailError, OutgoingMail, build_message
 from node.storage import accounts
 
 DEFAULT_DATA = Path("data")
+EXIT_ERROR = 1
+EXIT_NOT_YET = 3
 
 
 async def _with_db(config: Config, work):
@@ -33,9 +60,12 @@ async def _with_db(config: Config, work):
         await db.close()
 
 
-def initialise(data_dir: Path, public_url: str) -> str:
-    """Create a data directory with its database and first admin; the login link."""
-    write_config(data_dir, public_url)
+def initialise(data_dir: Path, public_url: str, derived: bool = False) -> str:
+    """Create a data directory with its database and first admin; the login link.
+
+    ``derived``: the URL was made from --host and --port, and follows them.
+    """
+    write_config(data_dir, public_url, derived)
     config = load_config(data_dir)
 
     async def first_admin(db: Database) -> str:
@@ -51,22 +81,34 @@ def cmd_init(args: argparse.Namespace) -> int:
     if is_initialised(args.data):
         print(f"{args.data} is already a Grassroots data directory.", file=sys.stderr)
         return 1
-    url = args.url or f"http://{args.host}:{args.port}"
-    link = initialise(args.data, url)
+    link = initialise(args.data, args.url or serve_url(args.host, args.port),
+                      derived=args.url is None)
     print(f"Initialised {args.data}.\nLog in as the admin (once, within 24 hours): {link}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if not is_initialised(args.data):
+        link = initialise(args.data, args.url or serve_url(args.host, args.port),
+                          derived=args.url is None)
+        print(f"Initialised {args.data}.")
+        print(f"Log in as the admin (once, within 24 hours): {link}", flush=True)
+    else:
+        _check_database(args.data)
+        if args.url is None and BY_NAME["public_url"].env not in os.environ:
+            try:
+                moved = follow_serve_address(args.data, args.host, args.port)
+            except ConfigError as e:
+                raise CommandError(str(e)) from e
+            if moved:
+                print(moved, flush=True)
+    config = _config(args.data, args.url)
+
     import uvicorn
 
     from node.app import create_app
+    from node.logs import configure_logging
 
-    if not is_initialised(args.data):
-        link = initialise(args.data, args.url or f"http://{args.host}:{args.port}")
-        print(f"Initialised {args.data}.")
-        print(f"Log in as the admin (once, within 24 hours): {link}", flush=True)
-    config = load_config(args.data, args.url)
     if args.demo:
         from node.demo import seed_demo
 
@@ -75,18 +117,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.mail_settings.smtp_host is None:
         print(f"Mail is written to {config.data_dir / 'mail'} (no smtp_host in config.toml).",
               flush=True)
-        # The subject and kind of each message written, as it is written (never an address).
-        mail_log = logging.getLogger("node.mail")
-        mail_log.addHandler(logging.StreamHandler(sys.stdout))
-        mail_log.setLevel(logging.INFO)
+    # INFO: a line per request and per federation event, and the kind and subject of each
+    # message written to a file (never an address).
+    configure_logging(config.log_format)
     print(f"Serving {config.public_url} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(
         create_app(config, dev=args.dev),
         host=args.host,
         port=args.port,
         log_level="info" if args.verbose else "warning",
-        access_log=args.verbose,
-        proxy_headers=False,
+        log_config=None,  # node.logs has set the format
+        access_log=False,  # node.web.observe logs each request, once
+        proxy_headers=False,  # node.web.proxy does it, from trusted_proxies
         ws="none",  # no WebSocket routes; loading an implementation would cost ~1.3 MB
     )
     return 0
@@ -99,15 +141,24 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 class CommandError(Exception):
-    """Bad input to a command: its one-line message is printed, exit code 1."""
+    """Bad input to a command, or what it cannot do: the message is printed, and the
+    exit code is ``code`` (1 unless said)."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _config(data_dir: Path) -> Config:
+def _initialised(data_dir: Path) -> None:
     if not is_initialised(data_dir):
         raise CommandError(f"{data_dir} is not a Grassroots data directory "
                            "(create one with: grassroots init --data DIR).")
+
+
+def _config(data_dir: Path, public_url: str | None = None) -> Config:
+    _initialised(data_dir)
     try:
-        return load_config(data_dir)
+        return load_config(data_dir, public_url)
     except ValueError as e:  # a mistake in config.toml, explained
         raise CommandError(str(e)) from e
 
@@ -240,13 +291,21 @@ def cmd_admin_erase(args: argparse.Namespace) -> int:
 # node need not hold them.
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from node.backup import BackupError, write_backup
+    """A backup to FILE, or without one into backup_dir, where the oldest beyond
+    backup_keep are deleted (as the running node's scheduled backups are)."""
+    from node.backup import BackupError, take_backup, write_backup
 
+    config = _config(args.data)
     try:
-        write_backup(_config(args.data), args.file)
-    except BackupError as e:
+        if args.file is None:
+            target = take_backup(config)
+        else:
+            write_backup(config, target := args.file)
+    except (BackupError, OSError) as e:
         raise CommandError(str(e)) from e
-    print(f"Backed up {args.data} to {args.file}.")
+    kept = (f" (the newest {config.backup_keep} in {config.backup_path} are kept)"
+            if args.file is None else "")
+    print(f"Backed up {args.data} to {target}{kept}.")
     return 0
 
 
@@ -259,6 +318,103 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from e
     print(f"Restored {args.file} into {args.data}. "
           f"Start it with: grassroots serve --data {args.data}")
+    return 0
+
+
+# Configuration and database ------------------------------------------------
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """The configuration in effect and where each value comes from; secrets never."""
+    _initialised(args.data)
+    settings, _ = read_settings(args.data)
+    rows = [("KEY", "VALUE", "FROM")]
+    rows += [(s.key.name, s.shown(), s.key.env if s.source == "environment" else s.source)
+             for s in settings.values()]
+    print_table(rows)
+    print(f"secret key: in {args.data / SECRET_FILE} (never shown)")
+    return _report(args.data)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    _initialised(args.data)
+    if _report(args.data) == 0:
+        print(f"The configuration of {args.data} is valid.")
+        return 0
+    return EXIT_ERROR
+
+
+def _report(data_dir: Path) -> int:
+    """Print what is wrong with the configuration; its exit code."""
+    for name in unknown_variables():
+        print(f"note: {name} is not a configuration key; it is ignored")
+    problems = check_config(data_dir)
+    for problem in problems:
+        print(f"grassroots: {problem}", file=sys.stderr)
+    return EXIT_ERROR if problems else 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    print(config_docs(), end="")
+    return 0
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise CommandError(f"{path} does not exist.")
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+
+
+def _check_database(data_dir: Path) -> None:
+    """Refuse (NewerDatabase) a database a newer version of Grassroots wrote."""
+    if not (data_dir / DATABASE_FILE).exists():
+        return  # made as the node starts
+    conn = _read_only(data_dir / DATABASE_FILE)
+    try:
+        check_not_newer(conn)
+    finally:
+        conn.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _initialised(args.data)
+    path = args.data / DATABASE_FILE
+    if args.status:
+        return _migration_status(path)
+    _read_only(path).close()
+    conn = connect_sync(path)
+    try:
+        applied = migrate(conn)
+    finally:
+        conn.close()
+    names = {version: name for version, name, _ in migration_files()}
+    for version in applied:
+        print(f"Applied {names[version]}.")
+    print(f"The database in {args.data} is up to date.")
+    return 0
+
+
+def _migration_status(path: Path) -> int:
+    conn = _read_only(path)
+    try:
+        applied = {version: (name, at) for version, name, at in applied_migrations(conn)}
+    finally:
+        conn.close()
+    known = migration_files()
+    rows = [("VERSION", "MIGRATION", "APPLIED")]
+    rows += [(f"{version:04d}", name, applied[version][1] if version in applied else "pending")
+             for version, name, _ in known]
+    unknown = sorted(set(applied) - {version for version, _, _ in known})
+    rows += [(f"{version:04d}", applied[version][0], applied[version][1]
+              + " (unknown to this version)") for version in unknown]
+    print_table(rows)
+    pending = len(known) - len(set(applied) & {version for version, _, _ in known})
+    if unknown:
+        print("A newer version of Grassroots wrote this database; this one will not start"
+              " on it.")
+        return EXIT_ERROR
+    print(f"{len(applied)} applied, {pending} pending." + (
+        " grassroots migrate applies them (serve does too, as it starts); back up first."
+        if pending else ""))
     return 0
 
 
@@ -300,10 +456,14 @@ PEER_VERBS = {
 }
 
 
+# A follow waits until the peer has the request; an approve or reject, for a request
+# made a moment ago on the other node and still on its way.
+WAITING_VERBS = ("follow", "approve", "reject")
 REQUEST_WAIT_SECONDS = 15.0
 
 
-async def _peer_action(config: Config, verb: str, target: str, dev: bool) -> str:
+async def _peer_action(config: Config, verb: str, target: str, dev: bool,
+                       **options: str | float) -> str:
     from federation import peers
     from federation.context import Federation
     from federation.documents import Urls
@@ -315,45 +475,55 @@ async def _peer_action(config: Config, verb: str, target: str, dev: bool) -> str
         async with Fetcher(allow_private=dev) as fetcher:
             fed = Federation(db, fetcher, Urls(config.public_url), dev)
             try:
-                # A follow made a moment ago on the other node may still be on its way.
-                waiting = {"wait": REQUEST_WAIT_SECONDS} if verb in ("approve", "reject") else {}
-                result = await getattr(peers, verb)(fed, target, **waiting)
+                result = await getattr(peers, verb)(fed, target, **options)
+            except peers.NotYet as e:
+                raise CommandError(str(e), EXIT_NOT_YET) from e
             except peers.PeerError as e:
                 raise CommandError(str(e)) from e
     finally:
         await db.close()
     if verb == "follow":
-        return f"Asked {result.host} to be followed; its admin approves or rejects it."
+        return f"Asked {result.host} to be followed; it has the request, and its admin" \
+               " approves or rejects it."
     if verb in ("unfollow", "block"):
         return f"Done; {result} listing(s) from that peer removed."
     return "Done."
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    print(asyncio.run(_peer_action(_config(args.data), args.verb, args.target, args.dev)))
+    options: dict[str, str | float] = {"reason": args.reason} if args.verb == "block" else {}
+    if args.verb in WAITING_VERBS:
+        options["wait"] = args.wait
+    print(asyncio.run(_peer_action(_config(args.data), args.verb, args.target, args.dev,
+                                   **options)))
     return 0
 
 
 def cmd_peers_list(args: argparse.Namespace) -> int:
-    from federation import store
+    """Each peer, then each other server with deliveries waiting or failed (times UTC)."""
+    from federation import peers, store
 
     config = _config(args.data)
     stale_before = stamp(datetime.now(UTC) - timedelta(days=config.listing_stale_days))
 
     async def work(db: Database):
-        return await store.list_peers(db, stale_before), await store.blocked_domains(db)
+        return await peers.overview(db, stale_before), await store.blocked_domains(db)
 
-    peers, blocked = asyncio.run(_with_db(config, work))
-    rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "LAST INBOUND", "QUEUED",
-             "FAILED", "LISTINGS", "STALE")]
-    rows += [(p.host, p.following, p.follower, p.last_success_at or "-",
-              p.last_inbound_at or "-", str(p.queued), str(p.failed), str(p.listings),
-              str(p.stale)) for p in peers]
+    hosts, blocked = asyncio.run(_with_db(config, work))
+    rows = [("PEER", "WE FOLLOW", "FOLLOWS US", "LAST DELIVERY", "LAST INBOUND", "WAITING",
+             "FAILING SINCE", "NEXT RETRY", "FAILED", "LISTINGS", "STALE", "BLOCKED")]
+    for h in hosts:
+        p, d = h.peer, h.deliveries
+        rows.append((h.host, p.following if p else "-", p.follower if p else "-",
+                     p and p.last_success_at or "-", p and p.last_inbound_at or "-",
+                     str(d.queued), d.failing_since or "-", d.next_retry or "-", str(d.failed),
+                     str(p.listings) if p else "-", str(p.stale) if p else "-",
+                     "yes" if h.blocked else "-"))
     print_table(rows)
     print(f"listings are stale after {config.listing_stale_days} days without word from"
           f" their origin, retired after {config.listing_retire_days}")
-    for name in blocked:
-        print(f"blocked: {name}")
+    for block in blocked:
+        print(f"blocked: {block.domain}" + (f" ({block.reason})" if block.reason else ""))
     return 0
 
 
@@ -373,7 +543,8 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--url", help="public URL (default: http://HOST:PORT)")
         if name == "serve":
             cmd.add_argument("--demo", action="store_true", help="add example groups and meetings")
-            cmd.add_argument("--verbose", action="store_true", help="log every request")
+            cmd.add_argument("--verbose", action="store_true",
+                             help="log the server's start-up and shut-down too")
             cmd.add_argument("--dev", action="store_true",
                              help="allow http:// and private-address peers (local testing)")
         cmd.set_defaults(run=cmd_serve if name == "serve" else cmd_init)
@@ -405,6 +576,13 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("target", metavar="DOMAIN" if "block" in verb else "URL")
         cmd.add_argument("--dev", action="store_true",
                          help="allow http:// and private-address peers (local testing)")
+        if verb == "block":
+            cmd.add_argument("--reason", default="",
+                             help="why, shown on /about/federation unless the list is private")
+        if verb in WAITING_VERBS:
+            cmd.add_argument("--wait", type=float, default=REQUEST_WAIT_SECONDS,
+                             metavar="SECONDS", help="how long to wait for the request"
+                             f" (default: {REQUEST_WAIT_SECONDS:g}; then exit code 3)")
         cmd.set_defaults(run=cmd_peers)
 
     mail = sub.add_parser("mail", help="check the node's mail").add_subparsers(
@@ -418,8 +596,29 @@ def parser() -> argparse.ArgumentParser:
         ("restore", cmd_restore, "unpack a backup into a new data directory"),
     ):
         cmd = with_data(sub.add_parser(name, help=help_text))
-        cmd.add_argument("file", type=Path)
+        if name == "backup":
+            cmd.add_argument("file", type=Path, nargs="?",
+                             help="where (default: a new file in backup_dir, rotated)")
+        else:
+            cmd.add_argument("file", type=Path)
         cmd.set_defaults(run=run)
+
+    config = sub.add_parser("config", help="see and check the configuration").add_subparsers(
+        dest="verb", required=True)
+    with_data(config.add_parser(
+        "show", help="print the configuration in effect and where each value comes from"
+    )).set_defaults(run=cmd_config_show)
+    with_data(config.add_parser(
+        "check", help="check the configuration; exit code 1 when it is wrong"
+    )).set_defaults(run=cmd_config_check)
+    config.add_parser("docs", help="print every key as a Markdown table").set_defaults(
+        run=cmd_config_docs)
+
+    migrate_cmd = with_data(sub.add_parser(
+        "migrate", help="bring the database up to this version (serve does too, as it starts)"))
+    migrate_cmd.add_argument("--status", action="store_true",
+                             help="list the applied and pending migrations; apply none")
+    migrate_cmd.set_defaults(run=cmd_migrate)
     return p
 
 
@@ -429,7 +628,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except CommandError as e:
         print(f"grassroots: {e}", file=sys.stderr)
-        return 1
+        return e.code
+    except NewerDatabase as e:
+        print(f"grassroots: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -39,8 +39,34 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+class NewerDatabase(Exception):
+    """The database holds migrations this code does not know: a newer version wrote it."""
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    """(version, name, applied_at) of every migration the database has, in order."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                          " AND name = 'schema_migrations'").fetchone()
+    if not exists:
+        return []
+    return [tuple(row) for row in conn.execute(
+        "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")]
+
+
+def check_not_newer(conn: sqlite3.Connection) -> None:
+    """Raise NewerDatabase, saying so plainly, unless this code knows every migration."""
+    known = {version for version, _, _ in migration_files()}
+    unknown = [name for version, name, _ in applied_migrations(conn) if version not in known]
+    if unknown:
+        raise NewerDatabase(
+            "The database was written by a newer version of Grassroots: it has "
+            f"{', '.join(unknown)}, which this version does not know. Run that version,"
+            " or restore a backup taken before the upgrade (grassroots restore).")
+
+
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> list[int]:
     """Apply pending migrations in order, each in its own transaction."""
+    check_not_newer(conn)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"

@@ -260,6 +260,11 @@ class NodeSettings:
     crisis_notice: str = ""
     review_public_groups: bool = True  # new public groups wait for an admin's approval
     require_verified_email: bool = True  # members confirm their address before joining
+    # Shown on /about and in NodeInfo: the node's rules (Markdown), a role address for
+    # its admins (never a member's own), and whether its block list stays private.
+    rules: str = ""
+    contact_address: str = ""
+    block_list_private: bool = False
 
 
 @dataclass(frozen=True, slots=True)

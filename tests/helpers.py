@@ -169,6 +169,29 @@ def serving(data: Path, *extra: str, host: str = "127.0.0.1",
 
 
 @contextmanager
+def started(argv: list[str], url: str, stderr: Any = subprocess.DEVNULL,
+            timeout: float = 30) -> Iterator[subprocess.Popen]:
+    """A node process run by ``argv`` (from the checkout), once ``url`` answers /healthz."""
+    proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, f"the node ended with {proc.returncode}"
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@contextmanager
 def loopback_server(app: Starlette, port: int, host: str = "127.0.0.1") -> Iterator[None]:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", lifespan="off"))

@@ -37,6 +37,7 @@ def public_pages(base: str) -> dict[str, str]:
             "calendar": "/events", "agenda": "/events?view=agenda",
             "flyer": f"{local}/flyer", "meeting flyer": f"{meeting}/flyer",
             "embed": f"{local}/embed", "time zone": "/timezone?next=/events",
+            "about": "/about", "federation policy": "/about/federation",
             "not found": "/groups/no-such-group"}
 
 

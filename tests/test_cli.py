@@ -18,7 +18,15 @@ import pytest
 
 from node.domain import AccountStatus
 from node.storage import accounts
-from tests.helpers import group_form, serving
+from tests.helpers import (
+    draft,
+    free_port,
+    group_form,
+    publish_listing,
+    run_on,
+    serving,
+    wait_for,
+)
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 LINK = re.compile(r"(https?://\S+/login/link/\S+)")
@@ -305,3 +313,143 @@ def test_serve_demo_seeds_groups_once(tmp_path):
     with serving(data, "--demo") as (_, output):
         assert "Added demo" not in "".join(output)
     assert len(rows(db, "groups")) == 8
+
+
+# Peers: waiting for a request, and saying when it has not come -------------------------
+
+def test_approve_of_a_request_that_has_not_arrived_says_so_with_exit_code_3(tmp_path):
+    data = tmp_path / "b"
+    assert grassroots("init", "--data", data).returncode == 0
+    started = time.monotonic()
+    result = grassroots("peers", "approve", "127.0.0.1:8001", "--wait", "0.5", "--data", data)
+    assert result.returncode == 3
+    assert result.stderr == ("grassroots: No follow request from 127.0.0.1:8001 has arrived"
+                             " (waited 0.5 s). If its admin has just asked, wait a minute and"
+                             " try again.\n")
+    assert time.monotonic() - started >= 0.5
+
+
+def test_follow_from_a_node_that_is_not_serving_says_the_request_waits_with_exit_code_3(
+        tmp_path):
+    a = tmp_path / "a"
+    assert grassroots("init", "--data", a).returncode == 0
+    with serving(tmp_path / "b", "--dev", host="127.0.0.2") as (b_url, _):
+        result = grassroots("peers", "follow", b_url, "--dev", "--wait", "1", "--data", a)
+    assert result.returncode == 3
+    host = b_url.removeprefix("http://")
+    assert f"The follow request has not reached {host} yet (not tried yet: the running" \
+           " node sends it; is it serving?)" in result.stderr
+    assert rows(a / "grassroots.db", "(SELECT following FROM peers)") == [("requested",)]
+
+
+# Migrations -----------------------------------------------------------------------------
+
+def test_migrate_status_lists_applied_and_pending_and_migrate_applies_them(tmp_path):
+    from node.config import write_config
+    from node.db import connect_sync, migrate, migration_files
+
+    data = tmp_path / "node"
+    write_config(data, "http://127.0.0.1:8000")
+    conn = connect_sync(data / "grassroots.db")
+    migrate(conn, upto=12)  # as an older version left it
+    conn.close()
+    names = [name for _, name, _ in migration_files()]
+
+    status = grassroots("migrate", "--status", "--data", data)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "MIGRATION", "APPLIED"]
+    assert lines[1].startswith("0001") and "0001_core.sql" in lines[1] \
+        and "pending" not in lines[1]
+    assert [line.split()[1] for line in lines[1:] if line.endswith("pending")] == names[12:]
+    assert lines[-1].startswith(f"12 applied, {len(names) - 12} pending.")
+    assert rows(data / "grassroots.db", "(SELECT max(version) FROM schema_migrations)") == [
+        (12,)]  # --status applies nothing
+
+    applied = grassroots("migrate", "--data", data)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines() == [f"Applied {name}." for name in names[12:]] + [
+        f"The database in {data} is up to date."]
+    after = grassroots("migrate", "--status", "--data", data)
+    assert after.stdout.splitlines()[-1] == f"{len(names)} applied, 0 pending."
+
+
+def test_a_database_from_a_newer_version_refuses_to_start(tmp_path):
+    data = tmp_path / "node"
+    assert grassroots("init", "--data", data).returncode == 0
+    conn = sqlite3.connect(data / "grassroots.db")
+    with conn:
+        conn.execute("INSERT INTO schema_migrations VALUES"
+                     " (9001, '9001_from_the_future.sql', '2031-01-01T00:00:00Z')")
+    conn.close()
+    files = ("config.toml", "secret.key", "grassroots.db")
+    before = {name: digest for name, digest in fingerprint(data).items() if name in files}
+    message = ("The database was written by a newer version of Grassroots: it has"
+               " 9001_from_the_future.sql, which this version does not know.")
+    for command in (("serve", "--port", str(free_port())), ("migrate",), ("admin", "list")):
+        result = grassroots(*command, "--data", data)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(f"grassroots: {message}"), result.stderr
+        assert "restore a backup taken before the upgrade" in result.stderr
+    status = grassroots("migrate", "--status", "--data", data)
+    assert status.returncode == 1
+    assert "9001_from_the_future.sql" in status.stdout and "unknown to this version" in \
+        status.stdout
+    assert {name: digest for name, digest in fingerprint(data).items() if name in files} == before
+
+
+# Backups on a schedule -------------------------------------------------------------------
+
+def backup_names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_the_running_node_backs_up_on_schedule_and_keeps_the_newest(tmp_path):
+    data, kept = tmp_path / "node", tmp_path / "backups"
+    assert grassroots("init", "--data", data).returncode == 0
+    run_on(data / "grassroots.db", lambda db: publish_listing(db, draft()))
+    with open(data / "config.toml", "a", encoding="utf-8") as f:
+        f.write(f'backup_every_hours = 24\nbackup_dir = "{kept}"\nbackup_keep = 3\n')
+    kept.mkdir()
+    old = [f"grassroots-2024010{day}T030000Z.tar.gz" for day in range(1, 5)]
+    for name in old:
+        (kept / name).write_bytes(b"an old backup")
+    (kept / "notes.txt").write_text("not a backup: left alone")
+
+    with serving(data):
+        # Due at once (the newest is years old); then not again for a day.
+        wait_for(lambda: len(backup_names(kept)) == 4 and not any(
+            name.startswith(".") for name in backup_names(kept)), "a scheduled backup")
+        names = backup_names(kept)
+    new = [name for name in names if name not in old and name != "notes.txt"]
+    assert len(new) == 1 and re.fullmatch(r"grassroots-\d{8}T\d{6}Z\.tar\.gz", new[0])
+    assert names == sorted([*old[2:], new[0], "notes.txt"])  # the two oldest went
+    assert stat.S_IMODE((kept / new[0]).stat().st_mode) == 0o600
+
+    restored = tmp_path / "restored"
+    result = grassroots("restore", kept / new[0], "--data", restored)
+    assert result.returncode == 0, result.stderr
+    assert rows(restored / "grassroots.db", "(SELECT name FROM groups)") == [
+        (draft().name,)]
+
+    # A restart a moment later takes none: the newest is not a day old.
+    with serving(data):
+        time.sleep(1)
+    assert backup_names(kept) == names
+
+
+def test_backup_without_a_file_writes_into_backup_dir_and_rotates(tmp_path):
+    data = tmp_path / "node"
+    assert grassroots("init", "--data", data).returncode == 0
+    with open(data / "config.toml", "a", encoding="utf-8") as f:
+        f.write("backup_keep = 2\n")
+    for day in (1, 2):
+        (data / "backups").mkdir(exist_ok=True)
+        (data / "backups" / f"grassroots-2024010{day}T030000Z.tar.gz").write_bytes(b"old")
+    result = grassroots("backup", "--data", data)
+    assert result.returncode == 0, result.stderr
+    names = backup_names(data / "backups")
+    assert names[0] == "grassroots-20240102T030000Z.tar.gz" and len(names) == 2
+    assert f"Backed up {data} to {data / 'backups' / names[1]}" in result.stdout
+    assert grassroots("restore", data / "backups" / names[1], "--data",
+                      tmp_path / "restored").returncode == 0

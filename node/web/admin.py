@@ -3,12 +3,15 @@ invites, a member's data on their request)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from node.db import Database
 from node.domain import Account, AccountStatus, RegistrationMode
-from node.forms import form_values, parse_settings, text
+from node.forms import EMAIL, form_values, limit, parse_settings, text
 from node.i18n import gettext as _
 from node.i18n import ngettext
 from node.storage import accounts as store
@@ -33,11 +36,12 @@ async def settings(request: Request) -> Response:
         return await render(request, "admin_settings.html", {**context, "values": values})
     form = await request.form()
     new_settings, errors = parse_settings(form)
-    if new_settings is None:
+    policy = await _public_policy(db, form, errors)
+    if new_settings is None or errors:
         return await render(request, "admin_settings.html",
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
-    new_settings = replace(new_settings,
+    new_settings = replace(new_settings, **policy,
                            review_public_groups=text(form, "review_public_groups") == "yes",
                            require_verified_email=text(form, "require_verified_email") == "yes")
     await save_settings(db, new_settings)
@@ -46,6 +50,24 @@ async def settings(request: Request) -> Response:
     return await render(request, "admin_settings.html",
                         {**context, "values": asdict(new_settings),
                          "messages": [_("The settings are saved.")]})
+
+
+MAX_RULES = 5000
+
+
+async def _public_policy(db: Database, form: FormData, errors: dict[str, str]) -> dict[str, Any]:
+    """The /about settings from the form; a problem goes into ``errors``."""
+    rules = limit(errors, "rules", text(form, "rules"), _("the rules"), MAX_RULES)
+    contact = text(form, "contact_address").lower()
+    if contact and (len(contact) > 254 or not EMAIL.match(contact)):
+        errors["contact_address"] = _("Enter a valid email address, like name@example.org.")
+    elif contact and await store.find_account(db, contact) is not None:
+        # The address is public: a member's own would tell the world who runs the node.
+        errors["contact_address"] = _(
+            "This is the address of an account on this node. Give a role address that"
+            " is nobody's own, like admins@your-node.example.")
+    return {"rules": rules, "contact_address": contact,
+            "block_list_private": text(form, "block_list_private") == "yes"}
 
 
 @dataclass(frozen=True, slots=True)
