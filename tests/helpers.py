@@ -133,6 +133,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _until_it_answers(proc: subprocess.Popen, url: str, why_it_ended: Callable[[], str],
+                      timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 200, while ``proc`` runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, why_it_ended()
+        assert time.monotonic() < deadline, "the node did not start"
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(data: Path, *extra: str, host: str = "127.0.0.1",
             port: int | None = None) -> Iterator[tuple[str, list[str]]]:
@@ -150,16 +165,7 @@ def serving(data: Path, *extra: str, host: str = "127.0.0.1",
     reader.start()
     output: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "".join(output) + "".join(lines.queue)
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.1)
+        _until_it_answers(proc, url + "/", lambda: "".join(output) + "".join(lines.queue))
         while not lines.empty():
             output.append(lines.get())
         yield url, output
@@ -175,16 +181,8 @@ def started(argv: list[str], url: str, stderr: Any = subprocess.DEVNULL,
     proc = subprocess.Popen(argv, cwd=Path(__file__).resolve().parent.parent,
                             stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, f"the node ended with {proc.returncode}"
-            assert time.monotonic() < deadline, "the node did not start"
-            time.sleep(0.1)
+        _until_it_answers(proc, url + "/healthz", lambda: f"the node ended with {proc.returncode}",
+                          timeout)
         yield proc
     finally:
         proc.terminate()
