@@ -203,25 +203,25 @@ def from_accept_language(header: str) -> str | None:
     return min(ranked)[2] if ranked else None
 
 
-def _cookie(header: str, name: str) -> str | None:
+def _cookies(header: str) -> dict[str, str]:
+    """The Cookie header's values by name; a malformed header names nothing."""
     cookies: SimpleCookie = SimpleCookie()
     try:
         cookies.load(header)
-    except Exception:  # a malformed Cookie header names nothing
-        return None
-    morsel = cookies.get(name)
-    return morsel.value if morsel else None
+    except Exception:
+        return {}
+    return {name: morsel.value for name, morsel in cookies.items()}
 
 
-def from_cookie(header: str) -> str | None:
-    value = _cookie(header, COOKIE)
+def from_cookie(cookies: dict[str, str]) -> str | None:
+    value = cookies.get(COOKIE)
     return supported(value) if value else None
 
 
-def zone_from_cookie(header: str) -> str | None:
+def zone_from_cookie(cookies: dict[str, str]) -> str | None:
     from node.forms import known_timezone
 
-    value = _cookie(header, ZONE_COOKIE)
+    value = cookies.get(ZONE_COOKIE)
     return value if known_timezone(value) else None
 
 
@@ -238,11 +238,12 @@ class LanguageNegotiation:
             return
         headers = {k: v.decode("latin-1") for k, v in scope["headers"]
                    if k in (b"cookie", b"accept-language")}
-        language = (from_cookie(headers.get(b"cookie", ""))
+        cookies = _cookies(headers.get(b"cookie", ""))
+        language = (from_cookie(cookies)
                     or from_accept_language(headers.get(b"accept-language", ""))
                     or await _node_language(scope))
         token = _language.set(language)
-        zone_token = _zone.set(zone_from_cookie(headers.get(b"cookie", "")))
+        zone_token = _zone.set(zone_from_cookie(cookies))
 
         async def send_varying(message: Message) -> None:
             if message["type"] == "http.response.start":
