@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import directory, fanout, footprint, inbox, verify
+from bench import directory, fanout, footprint, ignored, inbox, verify
 from bench.common import hottest, py_spy
 
 
@@ -36,6 +36,7 @@ def _figures(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         "fanout_rss_mb": results["fanout"]["peak_rss_mb"],
         "idle_rss_mb": results["footprint"]["idle_rss_mb"],
         "startup_s": results["footprint"]["startup_s"],
+        "ignored_ratio": results["ignored"]["warm_over_accepted"],
     }
 
 
@@ -48,6 +49,7 @@ TARGETS: list[tuple[str, str, str, Callable[[float], bool]]] = [
     ("fanout_rss_mb", "4 fan-out peak RSS (MB)", "<= 120", lambda v: v <= 120),
     ("idle_rss_mb", "5 idle RSS, demo data (MB)", "<= 60", lambda v: v <= 60),
     ("startup_s", "5 serve to first 200 (s)", "<= 1.5", lambda v: v <= 1.5),
+    ("ignored_ratio", "1 ignored ÷ accepted, node CPU each", "<= 1", lambda v: v <= 1),
 ]
 
 
@@ -79,7 +81,8 @@ def _details(results: dict[str, dict[str, Any]]) -> list[str]:
         f" {', '.join(f'{s:.2f}' for s in p['startups_s'])} s; idle RSS"
         f" {', '.join(f'{m:.1f}' for m in p['idle_rss_rounds_mb'])} MB")
     verify_line = f"verify: {v['ours_per_s']:,.0f}/s ours vs {v['raw_per_s']:,.0f}/s raw RSA"
-    return [inbox_line, verify_line, directory_line, kinds_line, fanout_line, footprint_line]
+    return [inbox_line, verify_line, directory_line, kinds_line, fanout_line, footprint_line,
+            ignored.describe(results["ignored"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("footprint", lambda: footprint.run(args.quick)),
                         ("fanout", lambda: fanout.run(args.quick, args.profile)),
                         ("inbox", lambda: inbox.run(args.quick, args.profile)),
+                        ("ignored", lambda: ignored.run(args.quick)),
                         ("directory", lambda: directory.run(args.quick))):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = bench()

@@ -9,6 +9,7 @@ from federation.admission import Admission
 from federation.documents import Urls
 from federation.events import FederationEvents
 from federation.fetch import Fetcher
+from federation.negative_cache import NegativeCache
 from federation.ratelimit import PeerRateLimits
 from federation.signatures import SignedAuth
 from node.db import Database
@@ -25,6 +26,8 @@ class Federation:
     wake_inbox: asyncio.Event = field(default_factory=asyncio.Event)
     inbox_limits: PeerRateLimits = field(default_factory=PeerRateLimits)
     admission: Admission = field(default_factory=Admission)
+    # Remote URLs whose fetch failed or whose document was of no use, for a while.
+    negative_cache: NegativeCache = field(default_factory=NegativeCache)
     # When the inbox last accepted an activity (event loop time): applying gives way to it.
     arrived_at: float = 0.0
     # The node actor's signer, made once: its key never changes while the node runs.

@@ -193,9 +193,11 @@ def place(name: str, street: str, locality: str) -> dict[str, Any]:
     }
 
 
-def recurrence(event: Event, changes: list[OccurrenceChange]) -> dict[str, Any]:
-    """The series as RFC 5545 pieces, local to its zone."""
-    return {
+def recurrence(event: Event, changes: list[OccurrenceChange],
+               themes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The series as RFC 5545 pieces, local to its zone; with ``themes`` (occurrence key,
+    theme), those of a group that made its meetings' themes public."""
+    document: dict[str, Any] = {
         "dtstart": event.starts_at.strftime("%Y-%m-%dT%H:%M"),
         "timezone": event.timezone,
         "durationMinutes": event.duration_minutes,
@@ -209,6 +211,9 @@ def recurrence(event: Event, changes: list[OccurrenceChange]) -> dict[str, Any]:
             for c in changes if not c.cancelled and c.starts_at is not None
         ],
     }
+    if themes is not None:
+        document["themes"] = [{"original": key, "name": name} for key, name in themes]
+    return document
 
 
 def event_object(
@@ -218,12 +223,14 @@ def event_object(
     changes: list[OccurrenceChange],
     next_occurrence: Occurrence | None,
     going: int,
+    themes: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A meeting as the ``Event`` Mobilizon lists: public, by the group.
 
     ``startTime`` is the next occurrence (or the first, once all are past);
     the whole series travels in ``recurrence``. Only the aggregate count of
-    people going is included, never who.
+    people going is included, never who. ``themes`` are given only when the group made
+    them public.
     """
     group_id = urls.group(group.slug)
     start = next_occurrence.start if next_occurrence else event.starts_at.replace(tzinfo=event.tz)
@@ -255,7 +262,7 @@ def event_object(
         "audiences": list(group.audiences),
         "cost": group.cost.value,
         "participantCount": going,
-        "recurrence": recurrence(event, changes),
+        "recurrence": recurrence(event, changes, themes),
         "ical:status": "CANCELLED" if event.cancelled else "CONFIRMED",
     }
     if end is not None:

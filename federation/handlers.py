@@ -25,7 +25,14 @@ from federation.fetch import (
     TooManyRedirects,
 )
 from federation.local import federated_group, group_owner, node_auth
-from federation.objects import ObjectError, first_id, parse_event, parse_group
+from federation.negative_cache import Kind
+from federation.objects import (
+    ObjectError,
+    first_id,
+    parse_event,
+    parse_group,
+    parse_themes,
+)
 from node.storage import remote
 
 log = logging.getLogger(__name__)
@@ -149,15 +156,29 @@ async def on_undo(fed: Federation, act: dict[str, Any], sender: str, host: str) 
 # Delete from anyone else is applied only when the origin says the object is gone.
 
 async def fetch_current(fed: Federation, object_id: str) -> dict[str, Any] | None:
-    """The object as its origin serves it now; None when the origin says it is gone."""
+    """The object as its origin serves it now; None when the origin says it is gone.
+
+    A failure is remembered (``fed.negative_cache``): until it expires, the same
+    answer is given again without asking the origin. Gone is never remembered: a
+    Delete acts on it, so the origin is asked each time.
+    """
+    if (failure := fed.negative_cache.failure(object_id)) is not None:
+        if failure.transient:
+            raise FetchError(f"lately failed: {failure.reason}")  # the runner retries later
+        raise Ignored(f"lately failed: {failure.reason}")
     try:
-        return (await fed.fetcher.get_json(object_id, auth=await node_auth(fed))).document
+        document = (await fed.fetcher.get_json(object_id, auth=await node_auth(fed))).document
     except FetchError as e:
         if isinstance(e, BadStatus) and e.status in (404, 410):
             return None
-        if transient(e):
+        outage = transient(e)
+        fed.negative_cache.remember(object_id, Kind.OUTAGE if outage else Kind.REFUSED,
+                                    e.reason)
+        if outage:
             raise  # the origin may be down for a while: the runner retries later
         raise Ignored(f"object could not be fetched: {e.reason}") from e
+    fed.negative_cache.forget(object_id)
+    return document
 
 
 def transient(error: FetchError) -> bool:
@@ -213,12 +234,18 @@ async def store_listing(fed: Federation, obj: dict[str, Any], host: str) -> None
             group = await fetch_current(fed, group_id)
             if group is None:
                 raise Ignored("the meeting's group is gone")
-            local_group = await _upsert_group(fed, group, host)
+            try:
+                local_group = await _upsert_group(fed, group, host)
+            except ObjectError as e:  # the inbox refuses its next meetings at once
+                fed.negative_cache.remember(group_id, Kind.UNUSABLE,
+                                            f"not usable as a meeting's group: {e}")
+                raise
         draft, changes, cancelled = parse_event(obj)
         try:
             await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
                                              url=page_url(obj, host), draft=draft,
-                                             changes=changes, cancelled=cancelled)
+                                             changes=changes, cancelled=cancelled,
+                                             themes=parse_themes(obj))
         except remote.NotOwner as e:
             raise Ignored(str(e)) from e
     else:
@@ -244,11 +271,13 @@ def _audience(obj: dict[str, Any]) -> list[str]:
 async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str) -> int:
     username, draft = parse_group(obj)
     try:
-        return await remote.upsert_remote_group(
+        stored = await remote.upsert_remote_group(
             fed.db, origin=host, ap_id=obj["id"], url=page_url(obj, host),
             username=username, draft=draft)
     except remote.NotOwner as e:
         raise Ignored(str(e)) from e
+    fed.negative_cache.forget(obj["id"])  # a group now: its meetings are no longer refused
+    return stored
 
 
 async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:

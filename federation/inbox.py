@@ -9,8 +9,9 @@ together). It refuses senders over their rate before reading anything, reads
 the body within a cap, checks who claims to send it and from where, refuses
 peers the policy does not admit before fetching anything, verifies the HTTP
 signature (draft-cavage, or RFC 9421 when a Signature-Input header is sent)
-against the key owner's key and for this node's host, and stores the raw
-activity once by id, durably, before the 202; the runner applies it later.
+against the key owner's key and for this node's host, answers 202 without
+keeping an activity that can never apply (federation.applicable), and stores
+the raw activity once by id, durably, before the 202; the runner applies it later.
 Every refusal is a one-line text/plain reason; bodies are never logged.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from federation import ratelimit, store
 from federation.acceptor import NotAccepted
 from federation.actors import ActorError, ActorGone, key_for_signature
 from federation.addresses import on_host, origin_prefix, url_domain, url_host
+from federation.applicable import never_applies
 from federation.context import Federation
 from federation.events import activity_label
 from federation.fetch import MAX_URL_LENGTH, FetchError, parse_json_document
@@ -60,9 +62,10 @@ log = logging.getLogger(__name__)
 class Refused(Exception):
     """Ends the request early with `status` and a one-line reason; nothing is stored.
 
-    A 4xx, a 503 (with `retry_after` seconds), or the 202 that acknowledges
-    and drops a deleted actor's Delete. `kind` says why in a word (metrics count
-    it); the status's own word unless the status has several reasons.
+    A 4xx, a 503 (with `retry_after` seconds), or a 202 that acknowledges and
+    drops a deleted actor's Delete or an activity that can never apply. `kind`
+    says why in a word (metrics count it); the status's own word unless the
+    status has several reasons.
     """
 
     def __init__(self, status: int, reason: str, retry_after: int | None = None,
@@ -101,6 +104,10 @@ class Inbox:
             if actor.id != activity["actor"]:
                 raise Refused(403, "the signing key's owner is not the activity's actor",
                               kind="signer_not_actor")
+            if (useless := never_applies(activity, actor, fed.negative_cache)) is not None:
+                # 202, not a 4xx: every sender takes it as delivered, none retries or
+                # counts it against this inbox (older Mastodon retries and counts any 4xx).
+                raise Refused(202, f"accepted and not kept: {useless}", kind="ignored")
             try:  # the 202 follows a durable commit, shared with the requests arriving meanwhile
                 fresh = await scope["state"]["acceptor"].accept(store.Arrival(
                     activity["id"], actor.id, actor.host, activity["type"], body.decode("utf-8")))

@@ -248,6 +248,33 @@ def _changes(recurrence: dict[str, Any]) -> list[OccurrenceChange]:
     return changes
 
 
+THEMES = 100  # at most, per series
+THEME_LENGTH = 80
+
+
+def parse_themes(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(occurrence key, theme) of an ``Event``'s public themes, in ``recurrence.themes``.
+
+    As with ``moved``: what is not a list or not an object is ignored, and an object
+    whose key is not a local date-time or whose name is not a short text refuses the
+    document.
+    """
+    recurrence = document.get("recurrence")
+    listed = recurrence.get("themes") if isinstance(recurrence, dict) else None
+    themes: dict[str, str] = {}
+    for item in (listed if isinstance(listed, list) else [])[:THEMES]:
+        if not isinstance(item, dict):
+            continue
+        key = _local(item.get("original"), "themes.original").strftime(LOCAL)
+        name = item.get("name")
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= THEME_LENGTH:
+            raise ObjectError("themes.name is not a theme of at most 80 characters")
+        name = plain_text(name, THEME_LENGTH)
+        if name:
+            themes.setdefault(key, name)
+    return list(themes.items())
+
+
 def first_id(value: Any) -> str | None:
     """The id of a reference that may be a string, an object or a list of either."""
     if isinstance(value, list):

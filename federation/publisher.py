@@ -28,6 +28,7 @@ from federation.local import group_owner, is_federated
 from node.domain import Event, Group, RsvpStatus
 from node.storage.events import changes_of, get_event, occurrences_of, rsvp_counts
 from node.storage.groups import get_group_by_id
+from node.storage.themes import public_themes
 
 Send = tuple[dict[str, Any], list[str]]
 
@@ -98,7 +99,8 @@ async def event_document(fed: Federation, event: Event, group: Group) -> dict[st
     if upcoming:
         going = (await rsvp_counts(fed.db, event.id, upcoming[0].key))[RsvpStatus.GOING]
     return event_object(fed.urls, group, event, await changes_of(fed.db, event.id),
-                        upcoming[0] if upcoming else None, going)
+                        upcoming[0] if upcoming else None, going,
+                        await public_themes(fed.db, event.id, now))
 
 
 async def _event_change(fed: Federation, event_id: int):

@@ -1,7 +1,8 @@
 """Per-peer inbox rate limit: a token bucket for each sending host, held in memory.
 
-A sender may post `RATE` requests a second on average and `BURST` at once;
-past that it gets 429 with `Retry-After` before anything is read, parsed,
+A sender may post `rate` requests a second on average and `burst` at once
+(the node's `inbox_rate_per_second` and `inbox_burst`, `RATE` and `BURST` unless
+set); past that it gets 429 with `Retry-After` before anything is read, parsed,
 fetched, verified or stored, so one peer's flood costs the others nothing.
 The sender is the host of the Signature's `keyId` (without its port, as a
 block covers every port), which must be the actor's host for the request to
@@ -19,9 +20,10 @@ from collections.abc import Callable, Mapping
 from federation.addresses import url_domain
 from federation.message_signatures import parse_message_signature
 from federation.signatures import parse_signature_header
+from node.config import INBOX_BURST, INBOX_RATE_PER_SECOND
 
-RATE = 50.0        # requests a second, sustained
-BURST = 200.0      # requests at once
+RATE = float(INBOX_RATE_PER_SECOND)  # requests a second, sustained
+BURST = float(INBOX_BURST)           # requests at once
 MAX_TRACKED = 10_000
 
 

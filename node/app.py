@@ -22,6 +22,7 @@ from federation.acceptor import InboxAcceptor
 from federation.context import Federation
 from federation.documents import Urls
 from federation.fetch import Fetcher
+from federation.ratelimit import PeerRateLimits
 from node.background import Heartbeats, heartbeats
 from node.config import Config
 from node.db import Database
@@ -36,6 +37,7 @@ from node.web import (
     account_data,
     accounts,
     admin,
+    agreements,
     calendar,
     directory,
     embeds,
@@ -49,7 +51,12 @@ from node.web import (
     notices,
     password_reset,
     peers,
+    practice,
+    pulses,
+    resources,
     review,
+    rota,
+    themes,
 )
 from node.web.auth import LoginRequired
 from node.web.middleware import CSRFProtect, SecurityHeaders
@@ -67,6 +74,17 @@ ROUTES = federation_web.ROUTES + [
     Route("/groups/{slug}/leave", groups.leave, methods=["POST"]),
     Route("/groups/{slug}/delete", groups.delete, methods=["POST"]),
     Route("/groups/{slug}/members", groups.members, methods=["GET", "POST"]),
+    Route("/groups/{slug}/practice", practice.settings, methods=["GET", "POST"]),
+    Route("/groups/{slug}/agreements", agreements.page),
+    Route("/groups/{slug}/agreements/versions/{number:int}", agreements.version),
+    Route("/groups/{slug}/agreements/propose", agreements.propose, methods=["GET", "POST"]),
+    Route("/groups/{slug}/agreements/proposals/{id:int}", agreements.proposal,
+          methods=["GET", "POST"]),
+    Route("/groups/{slug}/agreements/accept", agreements.accept, methods=["POST"]),
+    Route("/groups/{slug}/resources", resources.resources_page, methods=["GET", "POST"]),
+    Route("/groups/{slug}/resources/{id:int}/edit", resources.edit, methods=["GET", "POST"]),
+    Route("/groups/{slug}/resources/{id:int}/delete", resources.delete, methods=["POST"]),
+    Route("/groups/{slug}/resources/{id:int}/public", resources.publicity, methods=["POST"]),
     Route("/groups/{slug}/report", moderation.report_group, methods=["GET", "POST"]),
     Route("/groups/{slug}/events/new", events.create, methods=["GET", "POST"]),
     Route("/groups/{slug}/events.ics", feeds.group_calendar),
@@ -82,6 +100,12 @@ ROUTES = federation_web.ROUTES + [
     Route("/events/{id:int}/occurrence", events.change_occurrence, methods=["POST"]),
     Route("/events/{id:int}/cancel", events.cancel, methods=["POST"]),
     Route("/events/{id:int}/rsvp", events.rsvp, methods=["POST"]),
+    Route("/events/{id:int}/rota", rota.change, methods=["POST"]),
+    Route("/events/{id:int}/pulse", pulses.answer, methods=["POST"]),
+    Route("/events/{id:int}/themes", themes.propose, methods=["POST"]),
+    Route("/events/{id:int}/themes/withdraw", themes.withdraw, methods=["POST"]),
+    Route("/events/{id:int}/themes/support", themes.support, methods=["POST"]),
+    Route("/events/{id:int}/theme", themes.choose, methods=["POST"]),
     Route("/events/{id:int}/report", moderation.report_event, methods=["GET", "POST"]),
     Route("/events/{id:int}/flyer", flyers.event_flyer),
     Route("/events/{id:int}/flyer.pdf", flyers.event_flyer_pdf),
@@ -172,7 +196,8 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
         federation = Federation(
             db, fetcher, Urls(config.public_url), dev,
             listing_stale_after=timedelta(days=config.listing_stale_days),
-            listing_retire_after=timedelta(days=config.listing_retire_days), events=metrics)
+            listing_retire_after=timedelta(days=config.listing_retire_days), events=metrics,
+            inbox_limits=PeerRateLimits(config.inbox_rate_per_second, config.inbox_burst))
         acceptor = InboxAcceptor(db)
         acceptor.start()
         background = await runner.start(federation)

@@ -29,6 +29,10 @@ ENV_PREFIX = "GRASSROOTS_"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"),
                                  ipaddress.ip_network("::1/128"))
+# Per peer host. A neighbourhood's peers send a few activities a minute; at this rate one
+# peer's flood of meetings to apply takes about 5% of a core.
+INBOX_RATE_PER_SECOND = 20
+INBOX_BURST = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class Config:
     # and for the longer period retired (removed).
     listing_stale_days: int = 7
     listing_retire_days: int = 30
+    inbox_rate_per_second: int = INBOX_RATE_PER_SECOND
+    inbox_burst: int = INBOX_BURST
     mail: MailSettings | None = None  # None: from noreply@ this node's host, as .eml files
     trusted_proxies: tuple[Network, ...] = LOOPBACK
     backup_dir: Path = Path("backups")  # relative to data_dir unless absolute
@@ -205,6 +211,12 @@ KEYS: tuple[Key, ...] = (
         "A peer's listing its origin has not confirmed for this many days is marked stale."),
     Key("listing_retire_days", DAYS, 30,
         "A peer's listing its origin has not confirmed for this many days is removed."),
+    Key("inbox_rate_per_second", _whole(1, 10_000), INBOX_RATE_PER_SECOND,
+        "How many activities a second each peer host may send to the inbox, sustained. Past"
+        " it the peer is answered 429 with `Retry-After` and delivers later."),
+    Key("inbox_burst", _whole(1, 100_000), INBOX_BURST,
+        "How many activities a peer host may send at once before `inbox_rate_per_second`"
+        " holds it back."),
     Key("trusted_proxies", NETWORKS, ["127.0.0.0/8", "::1"],
         "Reverse proxies whose `X-Forwarded-For` (else `Forwarded`) and `X-Forwarded-Proto`"
         " headers are believed: the client address (for rate limits) and scheme are taken"
@@ -399,6 +411,8 @@ def load_config(data_dir: Path, public_url: str | None = None,
         secret_key=secret_key,
         listing_stale_days=value["listing_stale_days"],
         listing_retire_days=value["listing_retire_days"],
+        inbox_rate_per_second=value["inbox_rate_per_second"],
+        inbox_burst=value["inbox_burst"],
         mail=MailSettings(value["mail.from_address"], value["mail.smtp_host"],
                           value["mail.smtp_port"], value["mail.smtp_security"],
                           value["mail.smtp_username"], value["mail.smtp_password"]),

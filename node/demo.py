@@ -1,21 +1,41 @@
 """Example groups and meetings, so a newcomer's node looks alive (``serve --demo``)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from node.db import Database
 from node.domain import (
+    AgreementDecision,
     Cost,
     EventDraft,
+    Facilitation,
     Format,
     GroupDraft,
     JoinPolicy,
+    MembershipStatus,
     NodeSettings,
     OccurrenceChange,
+    Practice,
     RegistrationMode,
+    ThemeChoice,
     Visibility,
+    occurrence_key,
 )
-from node.storage import accounts, events, groups
+from node.storage import (
+    accounts,
+    agreements,
+    events,
+    groups,
+    pulses,
+    resources,
+    rota,
+    themes,
+)
+from node.storage.notices import forget_notices
+from node.storage.practice import save_practice
+from node.storage.resources import ResourceDraft, ResourceKind
+from node.storage.rota import Holding
 from node.storage.settings import save_settings
 
 FACILITATOR_EMAIL = "facilitator@demo.invalid"
@@ -254,6 +274,126 @@ def _meetings(today: date) -> dict[str, list[EventDraft]]:
     }
 
 
+# A group its members run: themes they propose, a rota, agreements they change together,
+# check-out pulses and resources. The node's admin is one of its members, so whoever
+# starts the demo sees all of it once logged in.
+SHARING_CIRCLE = GroupDraft(
+    name="Sunday Sharing Circle",
+    summary="A peer-run circle: members choose each week's theme and take turns holding it.",
+    description=(
+        "Every Sunday evening we sit in a circle and talk about one theme, chosen by the "
+        "members the week before. Members take turns to hold the circle; no one is an "
+        "expert here."
+    ),
+    agreements=AGREEMENTS,
+    visibility=Visibility.PUBLIC, join_policy=JoinPolicy.OPEN,
+    format=Format.IN_PERSON, cost=Cost.FREE,
+    area="Riverside", address="Riverside Quaker Meeting House, 9 Ferry Road",
+    contact="sharing-circle@demo.invalid",
+    topics=("peer-support", "wellbeing"), languages=("en",),
+    accessibility=("step_free", "hearing_loop", "quiet_space"),
+)
+CIRCLE_MEMBERS = ("Priya", "Jonas", "Ade", "Mei", "Tom", "Rosa")
+CIRCLE_PRACTICE = Practice(
+    theme_choice=ThemeChoice.MOST_SUPPORTED, themes_public=True, theme_lead_hours=48,
+    facilitation=Facilitation.ROTATING, agreement_decision=AgreementDecision.CONSENT,
+    discussion_days=7, pulse_keep_days=90)
+ON_TIME = AGREEMENTS + "5. We start and end on time, so everyone can plan their evening.\n"
+PHONES = ON_TIME + "6. Phones on silent and out of sight while we are in the circle.\n"
+
+
+async def _sharing_circle(db: Database, facilitator: int, today: date) -> list[int]:
+    """The group its members run, with a few weeks of their work; the accounts that
+    took part (the example members, and the admin if there is one)."""
+    now = datetime.now(UTC)
+    slug = await groups.create_group(db, SHARING_CIRCLE, facilitator)
+    group = await groups.get_group(db, slug)
+    people = [await accounts.create_account(
+        db, email=f"{name.lower()}@demo.invalid", display_name=f"{name} (demo member)",
+        password_hash=None) for name in CIRCLE_MEMBERS]
+    admin = await accounts.first_admin(db)
+    for member in people + ([admin.id] if admin else []):
+        await groups.add_membership(db, group.id, member, MembershipStatus.ACTIVE)
+    priya, jonas, ade, mei, tom, rosa = people
+    await save_practice(db, group.id, CIRCLE_PRACTICE)
+
+    # Version 2 of the agreements was adopted by consent last week (so the admin, who
+    # joined under version 1, is asked to accept it); a third is being discussed.
+    await agreements.propose(
+        db, group.id, priya, 1, ON_TIME, "We keep running late and people miss their bus.",
+        discussion_days=7, now=now - timedelta(days=10))
+    await agreements.settle_due(db, now)
+    discussed = await agreements.propose(
+        db, group.id, jonas, 2, PHONES, "Two phones rang during a share last week.",
+        discussion_days=7, now=now - timedelta(days=2))
+    await agreements.add_comment(db, discussed, mei, "Yes, please. Could carers keep theirs"
+                                 " on vibrate, in case they are called?")
+    await agreements.object_to(db, discussed, tom, "I am on call for my dad; I need an"
+                               " exception for carers before I can agree.")
+
+    # Weekly on Sunday evenings, three meetings ago and on.
+    last_sunday = today - timedelta(days=(today.weekday() + 1) % 7 or 7)
+    first = datetime.combine(last_sunday - timedelta(days=14), time(17, 0))
+    event_id = await events.create_event(db, group.id, EventDraft(
+        title="Sharing circle", description="Doors open at 16:45. Tea afterwards.",
+        starts_at=first, duration_minutes=90, timezone="Europe/London",
+        rrule="FREQ=WEEKLY;BYDAY=SU", format=Format.IN_PERSON,
+        place="Riverside Quaker Meeting House", address="9 Ferry Road", capacity=16))
+    past = [first + timedelta(weeks=n) for n in range(3)]
+    upcoming = [first + timedelta(weeks=n) for n in range(3, 6)]
+    key = occurrence_key
+
+    # Themes: the next meeting's is chosen (and public); the one after is being proposed.
+    await themes.set_theme(db, event_id, key(upcoming[0]), "Sleep, and what helps")
+    for theme, by, signed in (("Talking to family about how we feel", ade, False),
+                              ("The first year after a loss", priya, True),
+                              ("Anger we don't show", rosa, False)):
+        await themes.propose(db, event_id, key(upcoming[1]), by, theme, signed)
+    proposed = await themes.proposals(db, event_id, key(upcoming[1]), None, counted=False)
+    for voter, choice in zip((priya, jonas, mei, tom, rosa), (1, 1, 0, 1, 2), strict=True):
+        await themes.support(db, event_id, key(upcoming[1]), voter, proposed[choice].id)
+
+    # The rota: who holds the next meetings, and a swap asked for.
+    for when, member, role in ((upcoming[0], priya, Holding.HOLDER),
+                               (upcoming[0], jonas, Holding.CO_HOLDER),
+                               (upcoming[1], ade, Holding.HOLDER)):
+        await rota.volunteer(db, group.id, event_id, key(when), member, role, now)
+    await rota.want_swap(db, group.id, event_id, key(upcoming[1]), ade, True, now)
+
+    # Check-out pulses: six answers last week (facilitators see a summary of five), three
+    # the week before (too few to show anything).
+    for when, answers in ((past[1], ((4, "a bit lighter"), (5, "finally heard"), (3, ""),
+                                     (4, "tired but glad"), (5, "grateful for the tea"),
+                                     (2, "still raw"))),
+                          (past[0], ((3, "quietly hopeful"), (4, ""),
+                                     (5, "warmer than last week")))):
+        ends = when.replace(tzinfo=ZoneInfo("Europe/London")) + timedelta(minutes=90)
+        for member, (scale, word) in zip(people, answers, strict=False):
+            await pulses.answer_pulse(
+                db, event_id=event_id, occurrence=key(when), group_id=group.id,
+                account_id=member, scale=scale, word=word,
+                erase_after=ends + timedelta(days=CIRCLE_PRACTICE.pulse_keep_days))
+
+    for by, public, draft in (
+        (facilitator, True, ResourceDraft(
+            ResourceKind.HOTLINE, "Samaritans: 116 123, free, day or night",
+            "https://www.samaritans.org/", "Someone to talk to, any time.")),
+        (facilitator, True, ResourceDraft(
+            ResourceKind.SERVICE, "Riverside talking therapies (self-referral)",
+            "", "Ask at the GP surgery on Mill Lane, or refer yourself by phone.")),
+        (mei, False, ResourceDraft(
+            ResourceKind.READING, "Why We Sleep, and the chapter on worry",
+            "", "Mei found chapter 9 helpful before the sleep circle.")),
+        (priya, False, ResourceDraft(
+            ResourceKind.OTHER, "Late-night cafés open after the circle",
+            "", "The Ferry Café stays open until 21:00 on Sundays.")),
+    ):
+        resource = await resources.add_resource(db, group.id, by, draft)
+        if public:
+            await resources.set_public(db, resource, True)
+    return people + ([admin.id] if admin else [])
+
+
 async def seed_demo(db: Database) -> bool:
     """Add the demo facilitator, groups, meetings and settings; False if already there."""
     if await accounts.find_account(db, FACILITATOR_EMAIL) is not None:
@@ -270,5 +410,7 @@ async def seed_demo(db: Database) -> bool:
             if draft.name == HOLIDAY_BREAK:
                 await events.change_occurrence(db, event_id, OccurrenceChange(
                     original_start=meeting.starts_at + timedelta(days=7), cancelled=True))
+    members = await _sharing_circle(db, facilitator, date.today())
+    await forget_notices(db, [facilitator, *members])  # no mail about the examples
     await save_settings(db, SETTINGS)
     return True

@@ -69,6 +69,25 @@ class RsvpStatus(StrEnum):
     WAITLIST = "waitlist"
 
 
+class ThemeChoice(StrEnum):
+    """Who sets a meeting's theme: a facilitator, or the proposal members support most."""
+
+    FACILITATOR = "facilitator"
+    MOST_SUPPORTED = "most_supported"
+
+
+class Facilitation(StrEnum):
+    FACILITATOR_LED = "facilitator_led"
+    ROTATING = "rotating"  # members volunteer to hold meetings, on a rota
+
+
+class AgreementDecision(StrEnum):
+    """How a proposed change to the agreements is adopted."""
+
+    CONSENT = "consent"  # when no member objects within the discussion period
+    FACILITATOR = "facilitator"
+
+
 class ReportReason(StrEnum):
     HARMFUL = "harmful"
     SPAM = "spam"
@@ -249,6 +268,19 @@ class DirectoryQuery:
     date_from: str = ""  # 'YYYY-MM-DD'
     date_to: str = ""
     page: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Practice:
+    """How a group runs itself, as its facilitators set it (the defaults otherwise)."""
+
+    theme_choice: ThemeChoice = ThemeChoice.FACILITATOR
+    themes_public: bool = False  # shown with the meeting to anyone, and sent to peers
+    theme_lead_hours: int = 48  # the theme is set this long before the meeting
+    facilitation: Facilitation = Facilitation.FACILITATOR_LED
+    agreement_decision: AgreementDecision = AgreementDecision.CONSENT
+    discussion_days: int = 7  # how long a proposed change to the agreements is discussed
+    pulse_keep_days: int = 90  # check-out pulses are erased this long after the meeting
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,15 +18,19 @@ from starlette.datastructures import FormData
 
 from node.domain import (
     ACCESSIBILITY,
+    AgreementDecision,
     Cost,
     EventDraft,
+    Facilitation,
     Format,
     GroupDraft,
     JoinPolicy,
     NodeSettings,
     OccurrenceChange,
+    Practice,
     RegistrationMode,
     ReportReason,
+    ThemeChoice,
     Visibility,
 )
 from node.i18n import LANGUAGES, N_
@@ -210,6 +214,31 @@ def parse_settings(form: FormData) -> tuple[NodeSettings | None, Errors]:
         return None, errors
     return NodeSettings(name=name, description=description, registration=registration,
                         default_language=language, crisis_notice=crisis), errors
+
+
+def parse_practice_form(form: FormData) -> tuple[Practice | None, Errors]:
+    """How a group runs itself, from its facilitators' form."""
+    errors: Errors = {}
+    values: dict[str, Any] = {
+        "theme_choice": choice(errors, "theme_choice", text(form, "theme_choice"), ThemeChoice,
+                               _("who sets a meeting's theme")),
+        "themes_public": form.get("themes_public") == "yes",
+        "facilitation": choice(errors, "facilitation", text(form, "facilitation"),
+                               Facilitation, _("who holds the meetings")),
+        "agreement_decision": choice(errors, "agreement_decision",
+                                     text(form, "agreement_decision"), AgreementDecision,
+                                     _("how changes to the agreements are adopted")),
+    }
+    for name, label, maximum in (
+            ("theme_lead_hours", _("the hours before a meeting"), 336),
+            ("discussion_days", _("the days of discussion"), 60),
+            ("pulse_keep_days", _("the days pulses are kept"), 365)):
+        values[name] = whole_number(errors, name, text(form, name), label, maximum)
+        if values[name] is None and name not in errors:
+            errors[name] = _("Enter %(what)s.", what=label)
+    if errors:
+        return None, errors
+    return Practice(**values), errors
 
 
 def checked(values: Iterable[str] | str, option: str) -> bool:

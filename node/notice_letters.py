@@ -28,6 +28,7 @@ from node.feeds import PRODID, plain
 from node.i18n import format_day, format_time, format_when, gettext, zone_abbreviation
 from node.mail import Attachment
 from node.recurrence import localize
+from node.storage import agreements, rota
 from node.storage.accounts import get_account
 from node.storage.events import get_event, parse_local, rsvp_status
 from node.storage.groups import get_group_by_id, get_membership
@@ -93,6 +94,39 @@ async def _join_request(scene: _Scene, notice: Notice) -> Letter | None:
     return Letter("join_request", {
         "group": group.name, "member": member.display_name,
         "members_url": f"{scene.url}/groups/{group.slug}/members"})
+
+
+# Agreements -----------------------------------------------------------------------------
+
+async def _member_of(scene: _Scene, data: dict[str, Any]) -> Group | None:
+    """The group, while the reader is one of its active members."""
+    group = await _group(scene, data)
+    membership = await get_membership(scene.db, group.id, scene.reader.id) if group else None
+    return group if membership and membership.is_active else None
+
+
+async def _agreement_proposed(scene: _Scene, notice: Notice) -> Letter | None:
+    group = await _member_of(scene, notice.data)
+    proposal_id = notice.data.get("proposal_id")
+    proposal = (await agreements.get_proposal(scene.db, group.id, proposal_id)
+                if group and isinstance(proposal_id, int) else None)
+    if group is None or proposal is None or proposal.state != "open":
+        return None
+    return Letter("agreement_proposed", {
+        "group": group.name, "proposer": proposal.proposer,
+        "closes": format_when(parse_stamp(proposal.closes_at), "UTC") + " UTC",
+        "proposal_url": f"{scene.url}/groups/{group.slug}/agreements/proposals/{proposal.id}"})
+
+
+async def _agreements_changed(scene: _Scene, notice: Notice) -> Letter | None:
+    group = await _member_of(scene, notice.data)
+    version = notice.data.get("version")
+    if group is None or not group.agreements or not isinstance(version, int) or (
+            await agreements.accepted_version(scene.db, group.id, scene.reader.id) >= version):
+        return None  # nothing to read, or accepted already
+    return Letter("agreements_changed", {
+        "group": group.name, "agreements": group.agreements.strip(),
+        "group_url": f"{scene.url}/groups/{group.slug}"})
 
 
 # Meetings -------------------------------------------------------------------------------
@@ -245,6 +279,40 @@ async def _meeting_changed(scene: _Scene, notice: Notice) -> Letter | None:
         "page_url": _page(scene, meeting, one=not series)})
 
 
+# The rota of a group that shares facilitation -------------------------------------------
+
+async def _holding_reminder(scene: _Scene, notice: Notice) -> Letter | None:
+    meeting = await _meeting(scene, notice.data)
+    if meeting is None or meeting.cancelled:
+        return None
+    role = await rota.holding(scene.db, meeting.event.id, meeting.key, scene.reader.id)
+    if role is None:
+        return None  # they stepped back, or swapped the turn, since
+    return Letter("holding_reminder", {**await _meeting_context(scene, meeting),
+                                       "co_holding": role is rota.Holding.CO_HOLDER})
+
+
+async def _turn_changed(scene: _Scene, notice: Notice) -> Letter | None:
+    """A turn taken, or swapped for the taker's, or a facilitator took the reader off it."""
+    meeting = await _meeting(scene, notice.data)
+    if meeting is None:
+        return None
+    by_id, given = notice.data.get("by"), notice.data.get("given")
+    by = await get_account(scene.db, by_id) if isinstance(by_id, int) else None
+    instead = None
+    if isinstance(given, list) and len(given) == 3:
+        instead = await _meeting(scene, {"event_id": given[0], "occurrence": given[1]})
+    return Letter("turn_changed", {
+        **await _meeting_context(scene, meeting),
+        "change": notice.data.get("change"), "by": by.display_name if by else "",
+        "co_holding": notice.data.get("role") == rota.Holding.CO_HOLDER,
+        "given_title": instead.event.title if instead else "",
+        "given_when": _when(instead.start, instead.end, instead.event.timezone)
+        if instead else "",
+        "given_url": _page(scene, instead) if instead else "",
+        "given_co_holding": instead is not None and given[2] == rota.Holding.CO_HOLDER})
+
+
 # Moderation -----------------------------------------------------------------------------
 
 async def _report(scene: _Scene, notice: Notice) -> Letter | None:
@@ -276,10 +344,14 @@ WRITERS: dict[str, Callable[[_Scene, Notice], Awaitable[Letter | None]]] = {
     "join_approved": _about_group,
     "join_declined": _about_group,
     "join_request": _join_request,
+    "agreement_proposed": _agreement_proposed,
+    "agreements_changed": _agreements_changed,
     "rsvp_confirmed": _rsvp_confirmed,
     "waitlist_promoted": _waitlist_promoted,
     "meeting_changed": _meeting_changed,
     "meeting_reminder": _meeting_reminder,
+    "holding_reminder": _holding_reminder,
+    "turn_changed": _turn_changed,
     "report": _report,
     "account_review": _account_review,
     "group_review": _about_group,

@@ -21,7 +21,7 @@ from typing import Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from node import i18n
+from node import i18n, practice
 from node.background import repeat
 from node.db import Database, stamp
 from node.domain import Account, AccountStatus
@@ -31,6 +31,7 @@ from node.mail import OutgoingMail
 from node.notice_letters import Letter, write_letter
 from node.storage.accounts import get_account
 from node.storage.notices import (
+    REMINDER_WINDOW,
     Notice,
     digest_accounts,
     due_notices,
@@ -46,10 +47,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 SCAN_SECONDS = 60.0  # how often due reminders and digests are looked for
 DIGEST_HOUR_UTC = 7  # the daily digest goes at 07:00 UTC
-REMINDER_WINDOW = (timedelta(hours=24), timedelta(hours=25))  # ahead of the meeting's start
 # Sent at once even to digest members: tomorrow's digest would come too late for a
 # meeting moved or cancelled, a place that opened up, or a reminder.
-IMMEDIATE = ("meeting_changed", "waitlist_promoted", "meeting_reminder")
+IMMEDIATE = ("meeting_changed", "waitlist_promoted", "meeting_reminder", "holding_reminder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,9 @@ KINDS: dict[str, Kind] = {
                     "member"),
     "join_approved": Kind(N_("Your request to join a group is approved"), "member"),
     "join_declined": Kind(N_("Your request to join a group is declined"), "member"),
+    "agreement_proposed": Kind(N_("A member proposes a change to a group's agreements"),
+                               "member"),
+    "agreements_changed": Kind(N_("A group's agreements change"), "member"),
     "rsvp_confirmed": Kind(N_("A confirmation, with a calendar file, when you say you are"
                               " coming to a meeting"), "member"),
     "waitlist_promoted": Kind(N_("A place opens up at a meeting you are waiting for"),
@@ -72,6 +75,10 @@ KINDS: dict[str, Kind] = {
                                " cancelled"), "member"),
     "meeting_reminder": Kind(N_("A reminder the day before each meeting you are going to"),
                              "member"),
+    "holding_reminder": Kind(N_("A reminder the day before a meeting you hold or co-hold"),
+                             "member"),
+    "turn_changed": Kind(N_("Someone takes or swaps your turn holding a meeting, or a"
+                            " facilitator takes you off it"), "member"),
     "join_request": Kind(N_("Someone asks to join a group you facilitate"), "facilitator"),
     "group_approved": Kind(N_("The admins approve a public group you facilitate"),
                            "facilitator"),
@@ -156,6 +163,7 @@ class Notifier:
             self._next_scan = now + timedelta(seconds=SCAN_SECONDS)
             handled += await record_due_reminders(self._db, now + REMINDER_WINDOW[0],
                                                   now + REMINDER_WINDOW[1])
+            handled += await practice.settle(self._db, now)
             before = stamp(digest_due_before(now))
             for account_id in await digest_accounts(self._db, held_before=before,
                                                     immediate=IMMEDIATE):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 
 import httpx
 import pytest
@@ -94,4 +95,56 @@ def test_admin_screens_fit_a_phone_and_have_no_axe_violation(admin_node):
             wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             if wide > 0:
                 found.append(f"{path}: the page is {wide}px wider than the phone")
+    assert not found, "\n".join(found)
+
+
+def test_the_demo_group_its_members_run_shows_each_tool_and_has_no_axe_violation(tmp_path):
+    """What a newcomer sees on first start, logged in as the admin (a member of the demo's
+    member-run group): each tool with the demo's example work, on a phone and a desktop."""
+    data = tmp_path / "node"
+    link = initialise(data, "http://127.0.0.1").removeprefix("http://127.0.0.1")
+    with serving(data, "--demo") as (url, _):
+        db = sqlite3.connect(f"file:{data / 'grassroots.db'}?mode=ro", uri=True)
+        [(event_id, themed)] = db.execute("SELECT event_id, occurrence FROM meeting_themes")
+        [(proposed,)] = db.execute("SELECT DISTINCT occurrence FROM theme_proposals")
+        [(pulsed,)] = db.execute("SELECT occurrence FROM pulse_summaries")
+        [(proposal,)] = db.execute("SELECT id FROM agreement_proposals WHERE state = 'open'")
+        db.close()
+        group = "/groups/sunday-sharing-circle"
+        pages = {  # each page, and what it shows of the members' work
+            group: ("The group's agreements changed since you accepted them",
+                    "Sleep, and what helps", "would like to swap", "All resources"),
+            f"/events/{event_id}?on={themed}": ("Sleep, and what helps", "Priya (demo member)"),
+            f"/events/{event_id}?on={proposed}": ("The first year after a loss",
+                                                  "would like to swap this turn"),
+            f"/events/{event_id}?on={pulsed}": ("A summary of 5 answers", "finally heard"),
+            f"{group}/agreements": ("Proposed by Jonas (demo member)",),
+            f"{group}/agreements/proposals/{proposal}": ("Phones on silent", "1 objection"),
+            f"{group}/resources": ("not a crisis service", "Why We Sleep"),
+            f"{group}/practice": ("Rotating",),
+        }
+        axe = Axe()
+        found: list[str] = []
+        with chromium() as browser:
+            for viewport in VIEWPORTS.values():
+                page = browser.new_page(viewport=viewport)
+                page.goto(url + link if viewport is VIEWPORTS["phone"] else url)
+                if viewport is VIEWPORTS["phone"]:
+                    page.get_by_role("button", name="Log in").click()
+                    cookies = page.context.cookies()
+                else:
+                    page.context.add_cookies(cookies)
+                for path, shown in pages.items():
+                    page.goto(url + path)
+                    text = page.inner_text("main").casefold()  # as styled: some in capitals
+                    found += [f"{path}: {s!r} not shown" for s in shown
+                              if s.casefold() not in text]
+                    for violation in axe.run(page).response["violations"]:
+                        found.append(f"{path}: {violation['id']}"
+                                     f" {[n['target'] for n in violation['nodes']][:3]}")
+                    if viewport is VIEWPORTS["desktop"] and path.endswith(proposed):
+                        page.screenshot(path=str(ARTIFACTS / "desktop-members.png"),
+                                        full_page=True,
+                                        clip={"x": 0, "y": 0, "width": 1280, "height": 1600})
+                page.close()
     assert not found, "\n".join(found)

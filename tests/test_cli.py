@@ -295,7 +295,8 @@ def test_serve_demo_seeds_groups_once(tmp_path):
         assert "Added demo groups and meetings." in "".join(output)
         directory = httpx.get(url + "/groups").text
         for name in ("Tuesday Grief Circle", "Calm Minds: Anxiety Peer Support",
-                     "Recuperación Juntos", "Rainbow Circle", "Men&#39;s Shed Talk"):
+                     "Recuperación Juntos", "Rainbow Circle", "Men&#39;s Shed Talk",
+                     "Sunday Sharing Circle"):
             assert name in directory
         assert "Carers" not in directory and "Survivors" not in directory  # unlisted, private
         assert "Riverside Peer Support (demo)" in directory
@@ -305,14 +306,15 @@ def test_serve_demo_seeds_groups_once(tmp_path):
         assert httpx.get(url + "/groups/carers-coffee-hour").status_code == 200
 
     db = data / "grassroots.db"
-    assert len(rows(db, "groups")) == 8
+    assert len(rows(db, "groups")) == 9
     assert rows(db, "event_exceptions WHERE cancelled = 1")
+    assert not rows(db, "notices") and not rows(db, "mail_outbox")  # no mail about examples
     rrules = {r[0] for r in rows(db, "(SELECT rrule FROM events)")}
     assert {"FREQ=WEEKLY;BYDAY=TU", "FREQ=MONTHLY;BYDAY=1SA", None} <= rrules
 
     with serving(data, "--demo") as (_, output):
         assert "Added demo" not in "".join(output)
-    assert len(rows(db, "groups")) == 8
+    assert len(rows(db, "groups")) == 9
 
 
 # Peers: waiting for a request, and saying when it has not come -------------------------

@@ -77,6 +77,8 @@ ENV_SAMPLES = {
     "public_url": ("https://env.example.org/", "https://env.example.org"),
     "listing_stale_days": ("2", 2),
     "listing_retire_days": ("40", 40),
+    "inbox_rate_per_second": ("5", 5),
+    "inbox_burst": ("30", 30),
     "trusted_proxies": ("", ()),
     "backup_every_hours": ("6", 6),
     "backup_dir": ("/srv/backups", Path("/srv/backups")),

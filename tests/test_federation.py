@@ -228,6 +228,81 @@ def test_no_member_data_leaves_the_node(network):
         assert secret not in dump
 
 
+def _what_members_keep(b: Node) -> list[str]:
+    """What B's demo group holds for its members alone: proposed themes not chosen,
+    pulse words, resources not made public, a change to the agreements being discussed
+    (its new line, reason, comments and objections) and who holds each meeting."""
+    agreements = {text for (text,) in b.query("SELECT agreements FROM groups")}
+    proposed_lines = [line for (text,) in b.query(
+        "SELECT text FROM agreement_proposals WHERE state = 'open'")
+        for line in text.splitlines() if line and not any(line in a for a in agreements)]
+    return [
+        *(theme for (theme,) in b.query(
+            "SELECT theme FROM theme_proposals WHERE theme NOT IN"
+            " (SELECT theme FROM meeting_themes)")),
+        *(word for (word,) in b.query("SELECT word FROM pulse_answers WHERE word != ''")),
+        *(text for row in b.query("SELECT title, note FROM group_resources WHERE public = 0")
+          for text in row if text),
+        *proposed_lines,
+        *(reason for (reason,) in b.query("SELECT reason FROM agreement_proposals")),
+        *(body for (body,) in b.query("SELECT body FROM agreement_comments")),
+        *(reason for (reason,) in b.query("SELECT reason FROM agreement_objections")),
+        *(name for (name,) in b.query(
+            "SELECT display_name FROM accounts WHERE id IN (SELECT account_id FROM"
+            " meeting_holders) OR id IN (SELECT account_id FROM agreement_proposals)")),
+    ]
+
+
+def _anonymous_pages(b: Node) -> dict[str, str]:
+    """Every page, calendar, feed and embed B answers an anonymous visitor, per URL,
+    each meeting of the demo's member-run group by its own occurrence too."""
+    paths = ["/", "/groups", "/events", "/events?view=agenda", "/events.ics", "/feed.atom",
+             "/meetings.json", "/embed/meetings.html"]
+    for (slug,) in b.query("SELECT slug FROM groups WHERE origin IS NULL"):
+        paths += [f"/groups/{slug}", f"/groups/{slug}/resources",
+                  f"/groups/{slug}/agreements", f"/groups/{slug}/events.ics",
+                  f"/groups/{slug}/meetings.json", f"/groups/{slug}/embed.html",
+                  f"/groups/{slug}/flyer"]
+    for (event_id,) in b.query("SELECT id FROM events WHERE group_id IN"
+                               " (SELECT id FROM groups WHERE origin IS NULL)"):
+        paths += [f"/events/{event_id}", f"/events/{event_id}.ics",
+                  f"/events/{event_id}/flyer"]
+    for event_id, key in b.query(
+            "SELECT event_id, occurrence FROM meeting_holders UNION SELECT event_id,"
+            " occurrence FROM theme_proposals UNION SELECT event_id, occurrence"
+            " FROM pulse_meetings"):
+        paths.append(f"/events/{event_id}?on={key}")
+    with httpx.Client(base_url=b.url, follow_redirects=True) as visitor:
+        return {path: visitor.get(path).text for path in paths}
+
+
+def test_what_members_keep_in_their_group_stays_with_them(network):
+    """The demo's member-run group: only its public theme and public resources show."""
+    a, b, _ = network
+    kept = _what_members_keep(b)
+    assert len(kept) >= 12, kept  # the demo has some of each
+    pages = _anonymous_pages(b)
+    captured = [body for (body,) in b.query("SELECT body FROM activities")]
+    captured += _served_documents(b) + list(pages.values())
+    for body in captured:
+        for secret in kept:
+            assert secret not in body.replace("&#39;", "'"), secret
+    # What the group made public does show: the capture would catch the rest.
+    [(event_id, key, theme)] = b.query("SELECT event_id, occurrence, theme FROM meeting_themes")
+    assert theme in pages[f"/events/{event_id}?on={key}"]
+    assert "Samaritans: 116 123" in pages["/groups/sunday-sharing-circle"]
+    ap_id = f"{b.url}/events/{event_id}"
+    assert theme in httpx.get(ap_id, headers=AP).text
+    wait_for(lambda: a.query(
+        "SELECT t.theme FROM meeting_themes t JOIN events e ON e.id = t.event_id"
+        " WHERE e.ap_id = ?", (ap_id,)) == [(theme,)], "the public theme on A")
+    dump = "\n".join(json.dumps(row) for table in ("groups", "events", "inbox_items",
+                                                    "meeting_themes")
+                     for row in a.query(f"SELECT * FROM {table}"))
+    for secret in kept:
+        assert secret not in dump, secret
+
+
 def test_unfollow_removes_listings_and_a_new_follow_brings_them_back(network):
     a, b, _ = network
     listed = federated_names(a, b.host)

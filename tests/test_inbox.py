@@ -44,7 +44,13 @@ from federation.keys import generate_key, load_private_key, public_pem
 from federation.signatures import digest_header, sign_headers
 from node.config import Config
 from node.db import Database
-from tests.helpers import content_digest, free_port, loopback_server, multikey, sign_rfc9421
+from tests.helpers import (
+    content_digest,
+    free_port,
+    loopback_server,
+    multikey,
+    sign_rfc9421,
+)
 
 AP = "application/activity+json"
 AS = "https://www.w3.org/ns/activitystreams"
@@ -220,6 +226,8 @@ def alice(node: Node, remote: Remote) -> str:
 
 
 def create(actor: str, number: int = 1, **object_fields: Any) -> dict[str, Any]:
+    """A Create of a meeting of the group ``circle`` on the actor's host, which may apply
+    (a Person's own meeting never can, and is not kept: tests/test_ignoring.py)."""
     origin = actor.split("/users/")[0]
     return {
         "@context": AS,
@@ -227,7 +235,7 @@ def create(actor: str, number: int = 1, **object_fields: Any) -> dict[str, Any]:
         "type": "Create",
         "actor": actor,
         "object": {"id": f"{origin}/events/{number}", "type": "Event", "name": "Tea and talk",
-                   "attributedTo": actor, **object_fields},
+                   "attributedTo": f"{origin}/groups/circle", **object_fields},
     }
 
 

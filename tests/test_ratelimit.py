@@ -4,9 +4,11 @@ The flood between two real peers is in tests/test_attacks.py.
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from federation.ratelimit import BURST, PeerRateLimits, retry_after, sender_of
+from federation.ratelimit import BURST, RATE, PeerRateLimits, retry_after, sender_of
 
 
 class Clock:
@@ -120,3 +122,47 @@ def test_the_inbox_refuses_a_flooding_sender_before_looking_at_its_body(client, 
     assert response.headers["retry-after"] == "1"
     assert response.text == "too many requests from address testclient; retry in 1 s"
     assert run_db(lambda db: db.fetchval("SELECT count(*) FROM inbox_items")) == 0
+
+
+# --- the limit as the node's configuration sets it -------------------------------------------
+
+
+@pytest.fixture
+def slow_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set before the node starts: one activity a second from each peer, three at once."""
+    monkeypatch.setenv("GRASSROOTS_INBOX_RATE_PER_SECOND", "1")
+    monkeypatch.setenv("GRASSROOTS_INBOX_BURST", "3")
+
+
+def from_peer(client, host: str):
+    """A POST as a peer's would be counted (its keyId's host); it is refused after that."""
+    return client.post("/inbox", content=b"{}", headers={
+        "Content-Type": "application/activity+json",
+        "Signature": f'keyId="https://{host}/actor#main-key",signature="YQ=="'})
+
+
+def test_by_default_a_peer_may_send_twenty_a_second_and_a_hundred_at_once(client) -> None:
+    limits = client.app_state["federation"].inbox_limits
+    assert (limits.rate, limits.burst) == (20, 100) == (RATE, BURST)
+    started, taken = time.monotonic(), 0
+    while from_peer(client, "peer.example").status_code != 429 and taken < 1000:
+        taken += 1
+    # The burst, and what came back at the sustained rate while it was spent.
+    assert 100 <= taken <= 100 + 20 * (time.monotonic() - started) + 1
+
+
+def test_the_limit_follows_the_config_and_retry_after_says_when_to_come_back(
+        slow_peers, client, admin) -> None:
+    answers = [from_peer(client, "peer.example") for _ in range(4)]
+    assert [a.status_code for a in answers[:3]] == [400] * 3  # taken in, then malformed
+    busy = answers[3]
+    assert busy.status_code == 429
+    assert busy.headers["retry-after"] == "1"  # whole seconds: one token comes back in 1 s
+    assert busy.text == "too many requests from peer.example; retry in 1 s"
+    assert from_peer(client, "other.example").status_code == 400  # its own bucket
+    time.sleep(int(busy.headers["retry-after"]))
+    assert from_peer(client, "peer.example").status_code == 400  # waited as told: taken in
+
+    page = admin.get("/admin/peers").text
+    assert "Each peer may send this node 1 activities a second, and up to 3 at once" in page
+    assert "<code>inbox_rate_per_second</code>, <code>inbox_burst</code>" in page

@@ -38,6 +38,40 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("mail", (
         "SELECT kind, state, created_at, sent_at FROM mail_outbox WHERE account_id = ?"
         " ORDER BY id")),
+    ("resources_added", (
+        "SELECT g.name AS group_name, r.kind, r.title, r.url, r.note, r.public, r.created_at"
+        " FROM group_resources r JOIN groups g ON g.id = r.group_id WHERE r.account_id = ?"
+        " ORDER BY r.created_at")),
+    ("themes_proposed", (
+        "SELECT e.title AS meeting, p.occurrence, p.theme, p.signed FROM theme_proposals p"
+        " JOIN events e ON e.id = p.event_id WHERE p.account_id = ?"
+        " ORDER BY p.occurrence, p.theme")),
+    ("themes_supported", (
+        "SELECT e.title AS meeting, v.occurrence, p.theme FROM theme_votes v"
+        " JOIN theme_proposals p ON p.id = v.proposal_id JOIN events e ON e.id = v.event_id"
+        " WHERE v.account_id = ? ORDER BY v.occurrence")),
+    ("meetings_held", (
+        "SELECT e.title AS meeting, h.occurrence, h.role, h.swap_wanted FROM meeting_holders h"
+        " JOIN events e ON e.id = h.event_id WHERE h.account_id = ? ORDER BY h.occurrence")),
+    ("agreement_proposals", (
+        "SELECT g.name AS group_name, p.text, p.reason, p.state, p.created_at, p.closes_at"
+        " FROM agreement_proposals p JOIN groups g ON g.id = p.group_id"
+        " WHERE p.account_id = ? ORDER BY p.created_at")),
+    ("agreement_comments", (
+        "SELECT g.name AS group_name, c.body, c.created_at FROM agreement_comments c"
+        " JOIN agreement_proposals p ON p.id = c.proposal_id"
+        " JOIN groups g ON g.id = p.group_id WHERE c.account_id = ? ORDER BY c.created_at")),
+    ("agreement_objections", (
+        "SELECT g.name AS group_name, p.created_at AS proposed_at, o.reason"
+        " FROM agreement_objections o JOIN agreement_proposals p ON p.id = o.proposal_id"
+        " JOIN groups g ON g.id = p.group_id WHERE o.account_id = ? ORDER BY p.created_at")),
+    ("agreements_accepted", (
+        "SELECT g.name AS group_name, m.agreements_version AS version FROM memberships m"
+        " JOIN groups g ON g.id = m.group_id WHERE m.account_id = ? ORDER BY g.name")),
+    # That they answered, never what: no answer is linked to anyone.
+    ("pulses_answered", (
+        "SELECT e.title AS meeting, p.occurrence FROM pulse_answered p"
+        " JOIN events e ON e.id = p.event_id WHERE p.account_id = ? ORDER BY p.occurrence")),
 )
 
 ACCOUNT_FIELDS = ("id, email, pending_email, email_verified_at, display_name, language, status,"

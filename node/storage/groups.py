@@ -25,9 +25,11 @@ from node.domain import (
     Visibility,
 )
 from node.security import new_token
+from node.storage.agreements import write_version
 from node.storage.changes import record_change
 from node.storage.notices import record_for_facilitators, record_notice
 from node.storage.review import settle_review
+from node.storage.rota import release_turns
 from node.storage.rsvps import release_rsvp
 
 PAGE_SIZE = 20
@@ -158,19 +160,29 @@ async def create_group(db: Database, draft: GroupDraft, facilitator_id: int, *,
         group_id = cursor.lastrowid
         await _write_listing(conn, group_id, draft)
         await record_change(conn, "group", group_id)
+        version = (await write_version(conn, group_id, draft.agreements, "written")
+                   if draft.agreements else 0)
         await conn.execute(
-            "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
-            " VALUES (?, ?, 'facilitator', 'active', ?)",
-            (group_id, facilitator_id, now),
+            "INSERT INTO memberships (group_id, account_id, role, status, created_at,"
+            " agreements_version) VALUES (?, ?, 'facilitator', 'active', ?, ?)",
+            (group_id, facilitator_id, now, version),
         )
         await settle_review(conn, group_id, draft.visibility, gated)
     return slug
 
 
 async def update_group(db: Database, group_id: int, draft: GroupDraft, *,
-                       gated: bool = False) -> Review | None:
-    """Save a facilitator's edit; the group's review state after it (``settle_review``)."""
+                       gated: bool = False, editor_id: int | None = None) -> Review | None:
+    """Save a facilitator's edit; the group's review state after it (``settle_review``).
+
+    Changed agreements are a new version, accepted by its editor (``editor_id``).
+    """
     async with db.transaction() as conn:
+        cursor = await conn.execute("SELECT agreements FROM groups WHERE id = ?", (group_id,))
+        before = await cursor.fetchone()
+        if before is not None and before[0] != draft.agreements:
+            await write_version(conn, group_id, draft.agreements, "written",
+                                author_id=editor_id)
         await conn.execute(
             "UPDATE groups SET name = ?, summary = ?, description = ?, agreements = ?,"
             " visibility = ?, join_policy = ?, format = ?, cost = ?, area = ?, address = ?,"
@@ -238,10 +250,12 @@ async def add_membership(
     A request is told to the facilitators; a member who joins at once is welcomed.
     """
     async with db.transaction() as conn:
+        # They accept the agreements as they are now: the latest version.
         cursor = await conn.execute(
-            "INSERT INTO memberships (group_id, account_id, role, status, created_at)"
-            " VALUES (?, ?, 'member', ?, ?) ON CONFLICT DO NOTHING",
-            (group_id, account_id, status, timestamp()),
+            "INSERT INTO memberships (group_id, account_id, role, status, created_at,"
+            " agreements_version) SELECT ?, ?, 'member', ?, ?, coalesce(max(version), 0)"
+            " FROM agreement_versions WHERE group_id = ? ON CONFLICT DO NOTHING",
+            (group_id, account_id, status, timestamp(), group_id),
         )
         if cursor.rowcount == 1 and status is MembershipStatus.PENDING:
             await record_for_facilitators(conn, group_id, "join_request",
@@ -294,8 +308,8 @@ async def remove_membership(db: Database, group_id: int, account_id: int, *,
                             declined: bool = False) -> bool:
     """Leave, decline or remove; the last facilitator cannot leave.
 
-    The member's RSVPs to the group's meetings go too, freeing their seats. A request
-    ``declined`` by a facilitator is told to its member.
+    The member's RSVPs to the group's meetings go too, freeing their seats, and their
+    turns on its rota. A request ``declined`` by a facilitator is told to its member.
     """
     async with db.transaction() as conn:
         if await _last_facilitator(conn, group_id, account_id):
@@ -307,6 +321,7 @@ async def remove_membership(db: Database, group_id: int, account_id: int, *,
         )
         for event_id, occurrence in await cursor.fetchall():
             await release_rsvp(conn, event_id, occurrence, account_id)
+        await release_turns(conn, group_id, account_id)
         cursor = await conn.execute(
             "DELETE FROM memberships WHERE group_id = ? AND account_id = ? RETURNING status",
             (group_id, account_id),

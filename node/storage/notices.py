@@ -10,6 +10,14 @@ What each kind's ``data`` holds (ids are read again when the mail is written):
 - ``meeting_changed`` (each member going or waitlisted): ``event_id``, ``occurrence``,
   ``change`` (one of ``MEETING_CHANGES``), ``was`` and ``starts`` (UTC stamps or null)
 - ``meeting_reminder`` (the member, if they asked): ``event_id``, ``occurrence``
+- ``holding_reminder`` (each holder and co-holder of a rotating group's meeting):
+  ``event_id``, ``occurrence``, ``role``
+- ``turn_changed`` (the member whose turn changed): ``event_id``, ``occurrence``, ``role``,
+  ``change`` (``taken``, ``swapped`` or ``removed``), and for a taken or swapped turn
+  ``by`` (the member who took it) and ``given`` (the turn given in exchange, as
+  [event_id, occurrence, role], or null)
+- ``agreement_proposed`` (each member but the proposer): ``group_id``, ``proposal_id``
+- ``agreements_changed`` (each member but the author): ``group_id``, ``version``
 - ``report`` (each admin): ``report_id``
 - ``account_review`` (each admin): ``applicant_id``, optionally ``reason``
 - ``group_review`` (each admin), ``group_approved``, ``group_refused`` (each
@@ -21,7 +29,7 @@ import json
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -34,6 +42,8 @@ from node.storage.mail import enqueue_mail
 # or place, or cancelled as a whole.
 MEETING_CHANGES = ("cancelled", "moved", "restored", "edited", "series_cancelled")
 SERIES_CHANGES = ("edited", "series_cancelled")
+# The day before: a reminder is recorded this long ahead of a meeting's start.
+REMINDER_WINDOW = (timedelta(hours=24), timedelta(hours=25))
 
 
 async def record_notice(conn: aiosqlite.Connection, kind: str, account_id: int,
@@ -47,6 +57,12 @@ async def record_notice(conn: aiosqlite.Connection, kind: str, account_id: int,
         "INSERT INTO notices (account_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
         (account_id, kind, json.dumps(data, separators=(",", ":")), timestamp()),
     )
+
+
+async def forget_notices(db: Database, account_ids: Collection[int]) -> None:
+    """Drop what is waiting to be told to these accounts (the demo's example members)."""
+    await db.write("DELETE FROM notices WHERE account_id IN (SELECT value FROM json_each(?))",
+                   (json.dumps(list(account_ids)),))
 
 
 async def record_for_facilitators(conn: aiosqlite.Connection, group_id: int, kind: str,

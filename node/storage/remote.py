@@ -9,6 +9,7 @@ stored. ``confirmed_at`` is when the origin last confirmed a copy.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -22,6 +23,7 @@ from node.storage.events import (
     insert_occurrences,
 )
 from node.storage.groups import _listing_values, _write_listing
+from node.storage.themes import replace_themes
 
 
 class NotOwner(ValueError):
@@ -73,8 +75,10 @@ async def remote_group_id(db: Database, ap_id: str) -> int | None:
 
 async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: str,
                               draft: EventDraft, changes: list[OccurrenceChange],
-                              cancelled: bool) -> int:
-    """Create or refresh a peer's meeting series under its (remote) group.
+                              cancelled: bool,
+                              themes: Sequence[tuple[str, str]] = ()) -> int:
+    """Create or refresh a peer's meeting series under its (remote) group, with the
+    public themes (occurrence key, theme) its node sent, which replace those it had.
 
     The occurrences are expanded before the write, which rewrites them only if they
     differ from those stored (a repeated Update leaves them be).
@@ -95,6 +99,7 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
             event_id = cursor.lastrowid
             await _insert_changes(conn, event_id, changes)
             await insert_occurrences(conn, [(event_id, group_id, found)])
+            await replace_themes(conn, event_id, themes)
             return event_id
         cursor = await conn.execute(
             "SELECT e.id, e.group_id, o.original_start, o.starts_utc, o.ends_utc, o.cancelled"
@@ -115,6 +120,7 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
         if sorted(tuple(r)[2:] for r in stored if r["original_start"]) != sorted(found.rows):
             await conn.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
             await insert_occurrences(conn, [(event_id, group_id, found)])
+        await replace_themes(conn, event_id, themes)
     return event_id
 
 

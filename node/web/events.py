@@ -33,6 +33,7 @@ from node.i18n import format_day, gettext
 from node.recurrence import is_series_slot
 from node.storage import events as store
 from node.storage.groups import get_group_by_id
+from node.timezones import zone_menu
 from node.web.auth import (
     can_manage,
     is_member,
@@ -40,6 +41,7 @@ from node.web.auth import (
     require_account,
     visible_group,
 )
+from node.web.confirm import ask, confirmed
 from node.web.federated import meeting_page
 from node.web.occurrences import (
     occurrence_at,
@@ -47,8 +49,7 @@ from node.web.occurrences import (
     requested_occurrence,
     slot_of,
 )
-from node.timezones import zone_menu
-from node.web.confirm import ask, confirmed
+from node.web.practice import meeting_context
 from node.web.templating import render, see_other
 
 DEFAULT_TIMEZONE = "Europe/London"
@@ -164,6 +165,7 @@ async def _render_event(
         "others": others,
         "errors": errors or {},
         "values": values or {},
+        **await meeting_context(request, event, group, account, membership, occurrence),
     }, status=status)
 
 

@@ -17,6 +17,7 @@ from node.i18n import gettext as _
 from node.i18n import ngettext
 from node.storage.events import remote_meeting, upcoming_meetings
 from node.storage.groups import remote_listing
+from node.storage.themes import meeting_theme
 from node.web.occurrences import others_coming_up, requested_occurrence
 from node.web.templating import render
 
@@ -77,6 +78,8 @@ async def meeting_page(request: Request, event_id: int) -> Response:
         "ap_id": meeting.ap_id,
         "occurrence": occurrence,
         "is_past": occurrence is not None and occurrence.end <= now,
+        # Its node sends a theme only when the group made its themes public.
+        "theme": await meeting_theme(db, event.id, occurrence.key) if occurrence else None,
         "others": await others_coming_up(db, event, occurrence.key if occurrence else "", now,
                                          with_cancelled=True),
         "freshness": freshness(meeting.confirmed_at, request.state.config.listing_stale_days,

@@ -38,6 +38,7 @@ from node.web.auth import (
 )
 from node.web.confirm import ask, confirmed
 from node.web.federated import group_page
+from node.web.practice import group_context
 from node.web.review import gate_holds
 from node.web.templating import render, see_other
 
@@ -92,7 +93,8 @@ async def edit(request: Request) -> Response:
                             {**context, "values": form_values(form), "errors": errors},
                             status=400)
     review = await store.update_group(request.state.db, group.id, draft,
-                                      gated=await gate_holds(request, account))
+                                      gated=await gate_holds(request, account),
+                                      editor_id=account.id)
     if review is Review.PENDING and group.review is not Review.PENDING:
         return see_other(request, f"/groups/{group.slug}", gettext(
             "The changes are saved. An admin of this node approves new public groups: until"
@@ -148,6 +150,7 @@ async def _group_page(
         "meetings": meetings,
         "errors": errors or {},
         "values": values or {},
+        **({} if invited else await group_context(request, group, account, membership)),
     }, status=status)
 
 

@@ -74,6 +74,7 @@ async def admin_peers(request: Request) -> Response:
         "hosts": await peers.overview(fed.db, _stale_before(fed)),
         "stale_days": fed.listing_stale_after.days,
         "retire_days": fed.listing_retire_after.days,
+        "inbox_limits": fed.inbox_limits,
         "blocked": await store.blocked_domains(fed.db),
         "now": timestamp(),
         "errors": errors, "messages": messages, "values": values,
