@@ -21,7 +21,6 @@ request of a phase until everything it stored has been applied:
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    HOST,
     cpu_seconds,
     free_port,
     get_status,
@@ -45,11 +43,9 @@ from bench.common import (
     stop,
     wait_until,
 )
-from bench.inbox import Peer, _admit, _peers
+from bench.inbox import Peer, _peers, admitted_node
 from federation.documents import AS_PUBLIC, CONTEXT
 from federation.keys import public_pem
-from node.cli import initialise
-from node.config import load_config
 
 CONCURRENCY = 32
 REPEATS = 10
@@ -145,10 +141,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     with scratch("ignored") as tmp:
         node_port = free_port()
         peers = _peers(n_peers, 2 if quick else 16, free_port())
-        data = tmp / "node"
-        initialise(data, f"http://{HOST}:{node_port}")
-        db_path = load_config(data).db_path
-        asyncio.run(_admit(db_path, peers))
+        data, db_path = admitted_node(tmp, node_port, peers)
         with _serving_actors(tmp, peers), node_process(data, node_port) as node:
             for name in ("alice", "odd", "circle"):  # their keys fetched; the Notes not kept
                 _phase(node.pid, node_port, db_path, _signed(peers, name, _note, 1, node_port))

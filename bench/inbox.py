@@ -155,6 +155,16 @@ async def _admit(db_path: Path, peers: list[Peer]) -> None:
         await db.close()
 
 
+def admitted_node(tmp: Path, node_port: int, peers: list[Peer]) -> tuple[Path, Path]:
+    """A node's data directory (and its database) that follows and is followed by every
+    peer."""
+    data = tmp / "node"
+    initialise(data, f"http://{HOST}:{node_port}")
+    db_path = load_config(data).db_path
+    asyncio.run(_admit(db_path, peers))
+    return data, db_path
+
+
 def _states(db_path: Path) -> dict[str, int]:
     return dict(query(db_path, "SELECT state, count(*) FROM inbox_items GROUP BY state"))
 
@@ -218,10 +228,7 @@ def run(quick: bool = False, profile: Path | None = None) -> dict[str, Any]:
     with scratch("inbox") as tmp, _serving(tmp, "bench.hello") as hello_port:
         node_port = free_port()
         peers = _peers(n_peers, 2 if quick else 32, free_port())
-        data = tmp / "node"
-        initialise(data, f"http://{HOST}:{node_port}")
-        db_path = load_config(data).db_path
-        asyncio.run(_admit(db_path, peers))
+        data, db_path = admitted_node(tmp, node_port, peers)
         with _serving_peers(tmp, peers, rng), node_process(data, node_port) as node, \
                 _serving(tmp, "bench.floor", _key_file(tmp, peers)) as floor_port:
             warm = _sent_and_applied(node, node_port, db_path,

@@ -4,9 +4,11 @@ Each of ``concurrency`` connections keeps one request in flight and sends the
 next as soon as the answer is complete. Requests are raw bytes built (and
 signed) beforehand, so the timed loop does no JSON, no signing and no header
 building. Run as its own process, so it never shares a GIL with what it
-measures: ``python -m bench.loadgen HOST PORT CONCURRENCY FILE [COUNT]``
+measures: ``python -m bench.loadgen HOST PORT CONCURRENCY FILE [COUNT [RATE]]``
 where FILE is a pickled list of requests (sent in order, each once, or the
-first one COUNT times). Prints one JSON line: statuses, elapsed and CPU time.
+first one COUNT times), at most RATE a second if given (the n-th request is
+not sent before n / RATE seconds). Prints one JSON line: statuses, elapsed and
+CPU time.
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ class _Connection(asyncio.Protocol):
         request = self._run.next_request()
         if request is None:
             self._transport.close()
+            return
+        early = self._run.early()
+        if early > 0:
+            asyncio.get_running_loop().call_later(early, self._transport.write, request)
         else:
             self._transport.write(request)
 
@@ -52,11 +58,19 @@ class _Connection(asyncio.Protocol):
 
 
 class _Run:
-    def __init__(self, requests: list[bytes], count: int) -> None:
+    def __init__(self, requests: list[bytes], count: int, rate: float | None = None) -> None:
         self._requests = requests
         self._count = count
+        self._rate = rate
         self._next = 0
+        self.started = time.perf_counter()
         self.statuses: Counter[int] = Counter()
+
+    def early(self) -> float:
+        """How long before its time the request just taken is (0 when not paced)."""
+        if self._rate is None:
+            return 0.0
+        return self.started + (self._next - 1) / self._rate - time.perf_counter()
 
     def next_request(self) -> bytes | None:
         if self._next >= self._count:
@@ -70,14 +84,15 @@ class _Run:
 
 
 async def run(host: str, port: int, concurrency: int, requests: list[bytes],
-              count: int) -> dict[str, object]:
+              count: int, rate: float | None = None) -> dict[str, object]:
     loop = asyncio.get_running_loop()
-    job = _Run(requests, count)
+    job = _Run(requests, count, rate)
     connections = []
     for _ in range(min(concurrency, count)):
         _, protocol = await loop.create_connection(lambda: _Connection(job), host, port)
         connections.append(protocol)
     started, cpu = time.perf_counter(), time.process_time()
+    job.started = started
     for connection in connections:
         connection.start()
     await asyncio.gather(*(c.closed for c in connections))
@@ -92,12 +107,14 @@ def main() -> None:
     with open(path, "rb") as file:
         requests = pickle.load(file)
     count = int(sys.argv[5]) if len(sys.argv) > 5 else len(requests)
+    rate = float(sys.argv[6]) if len(sys.argv) > 6 else None
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(run(host, port, concurrency, requests, count))), flush=True)
+    print(json.dumps(asyncio.run(run(host, port, concurrency, requests, count, rate))),
+          flush=True)
 
 
 if __name__ == "__main__":

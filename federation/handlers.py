@@ -53,16 +53,22 @@ def host_of(url: str | None) -> str:
         return ""
 
 
-Handler = Callable[[Federation, dict[str, Any], str, str], Awaitable[None]]
+# The last argument, when given, marks the inbox item applied in the handler's last write.
+Handler = Callable[[Federation, dict[str, Any], str, str, store.Finish | None], Awaitable[None]]
 
 
-async def apply(fed: Federation, act: dict[str, Any], sender: str, host: str) -> bool:
-    """Apply one activity from ``sender`` (an actor on ``host``); False if ignored."""
+async def apply(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                done: store.Finish | None = None) -> bool:
+    """Apply one activity from ``sender`` (an actor on ``host``); False if ignored.
+
+    ``done``, when given, is run inside the transaction of the last write if the
+    handler has one that nothing follows (``done.done`` then says so).
+    """
     handler = HANDLERS.get(act.get("type"))
     if handler is None:
         return False
     try:
-        await handler(fed, act, sender, host)
+        await handler(fed, act, sender, host, done)
     except (Ignored, ObjectError) as e:
         log.info("ignored %s %s: %s", act.get("type"), act.get("id"), e)
         return False
@@ -71,7 +77,8 @@ async def apply(fed: Federation, act: dict[str, Any], sender: str, host: str) ->
 
 # Follows ----------------------------------------------------------------------
 
-async def on_follow(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_follow(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                   done: store.Finish | None) -> None:
     target = first_id(act.get("object"))
     actor = await store.get_actor(fed.db, sender)
     if actor is None:
@@ -119,20 +126,23 @@ async def _our_follow(fed: Federation, act: dict[str, Any], host: str):
     return peer
 
 
-async def on_accept(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_accept(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                   done: store.Finish | None) -> None:
     peer = await _our_follow(fed, act, host)
     await store.set_following(fed.db, host, "accepted")
     if peer.outbox:
         await backfill(fed, peer.outbox, host)
 
 
-async def on_reject(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_reject(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                   done: store.Finish | None) -> None:
     await _our_follow(fed, act, host)
     await store.set_following(fed.db, host, "rejected")
     await remote.remove_listings_of(fed.db, host)
 
 
-async def on_undo(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_undo(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                 done: store.Finish | None) -> None:
     inner = act.get("object")
     if not isinstance(inner, dict) or inner.get("type") != "Follow":
         raise Ignored("only an undone Follow means something here")
@@ -201,7 +211,8 @@ async def _following(fed: Federation, host: str) -> None:
         raise Ignored("listings only come from peers this node follows")
 
 
-async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                   done: store.Finish | None) -> None:
     """A Create or Update: taken as sent from the owner, fetched from its origin otherwise."""
     await _following(fed, host)
     obj = act.get("object")
@@ -213,13 +224,14 @@ async def on_upsert(fed: Federation, act: dict[str, Any], sender: str, host: str
         obj = await fetch_current(fed, object_id)
         if obj is None:
             raise Ignored("the origin no longer has the object")
-    await store_listing(fed, obj, host)
+    await store_listing(fed, obj, host, done)
 
 
-async def store_listing(fed: Federation, obj: dict[str, Any], host: str) -> None:
+async def store_listing(fed: Federation, obj: dict[str, Any], host: str,
+                        done: store.Finish | None = None) -> None:
     """Store the owner's own word on a group or meeting; a meeting no longer public goes."""
     if obj.get("type") == "Group":
-        await _upsert_group(fed, obj, host)
+        await _upsert_group(fed, obj, host, done)
     elif obj.get("type") == "Event":
         group_id = first_id(obj.get("attributedTo"))
         if host_of(group_id) != host:
@@ -245,7 +257,7 @@ async def store_listing(fed: Federation, obj: dict[str, Any], host: str) -> None
             await remote.upsert_remote_event(fed.db, group_id=local_group, ap_id=obj["id"],
                                              url=page_url(obj, host), draft=draft,
                                              changes=changes, cancelled=cancelled,
-                                             themes=parse_themes(obj))
+                                             themes=parse_themes(obj), then=done)
         except remote.NotOwner as e:
             raise Ignored(str(e)) from e
     else:
@@ -268,19 +280,21 @@ def _audience(obj: dict[str, Any]) -> list[str]:
     return found
 
 
-async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str) -> int:
+async def _upsert_group(fed: Federation, obj: dict[str, Any], host: str,
+                        done: store.Finish | None = None) -> int:
     username, draft = parse_group(obj)
     try:
         stored = await remote.upsert_remote_group(
             fed.db, origin=host, ap_id=obj["id"], url=page_url(obj, host),
-            username=username, draft=draft)
+            username=username, draft=draft, then=done)
     except remote.NotOwner as e:
         raise Ignored(str(e)) from e
     fed.negative_cache.forget(obj["id"])  # a group now: its meetings are no longer refused
     return stored
 
 
-async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                   done: store.Finish | None) -> None:
     """The owner's Delete removes its copy; anyone else's only once the origin agrees."""
     object_id = first_id(act.get("object"))
     if object_id is None or host_of(object_id) != host:
@@ -290,10 +304,11 @@ async def on_delete(fed: Federation, act: dict[str, Any], sender: str, host: str
         raise Ignored("nothing listed with that id")
     if owner != sender and await fetch_current(fed, object_id) is not None:
         raise Ignored("a Delete from someone who does not own the object")
-    await remote.delete_remote(fed.db, object_id, host)
+    await remote.delete_remote(fed.db, object_id, host, done)
 
 
-async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                     done: store.Finish | None) -> None:
     """A shared object or activity (FEP-1b12) only points at an object: what is stored is
     what its origin serves, never the Announce's copy or addressing."""
     await _following(fed, host)
@@ -306,12 +321,13 @@ async def on_announce(fed: Federation, act: dict[str, Any], sender: str, host: s
     obj = await fetch_current(fed, object_id)
     if obj is None:
         if await remote.owner_of(fed.db, object_id) is not None:
-            await remote.delete_remote(fed.db, object_id, host)
+            await remote.delete_remote(fed.db, object_id, host, done)
         return
-    await store_listing(fed, obj, host)
+    await store_listing(fed, obj, host, done)
 
 
-async def on_flag(fed: Federation, act: dict[str, Any], sender: str, host: str) -> None:
+async def on_flag(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                 done: store.Finish | None) -> None:
     """A peer's report: kept for our admins when it names our group or meeting."""
     if not await flags.receive_flag(fed, act, host):
         raise Ignored("the Flag names nothing of this node's")

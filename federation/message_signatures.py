@@ -22,8 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from federation.keys import signed_digest, verify_ed25519
 from federation.signatures import (
@@ -37,6 +36,9 @@ from federation.signatures import (
     request_authority,
     window_reason,
 )
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 MAX_MEMBERS = 8       # signatures in one header, digests in Content-Digest
 MAX_COMPONENTS = 32   # covered components of one signature
@@ -272,6 +274,9 @@ class _Parser:
             return int(match.group())
         if len(whole) > 12 or len(fraction) > 3:
             raise self.fail("a decimal has too many digits")
+        # Rare in signatures: the decimal module (~0.4 MB) loads with the first one.
+        from decimal import Decimal
+
         return Decimal(match.group())
 
     def expect(self, pattern: re.Pattern[str], what: str) -> re.Match[str]:
@@ -315,6 +320,8 @@ def _serialise_bare(value: object) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, int):
         return str(value)
+    from decimal import Decimal
+
     if isinstance(value, Decimal):
         whole, _, fraction = f"{value:f}".partition(".")
         return f"{whole}.{fraction.rstrip('0') or '0'}"

@@ -31,6 +31,7 @@ INBOX_ATTEMPTS = 8
 STOP_GRACE_SECONDS = 10.0
 BUSY_SECONDS = 0.5       # the inbox is busy when it accepted something this recently
 BUSY_APPLY_SHARE = 0.1
+LATE_SECONDS = 5          # applying no longer gives way once what it claims waited this long
 FRESHNESS_SECONDS = 60.0  # how often quiet federated copies are looked for
 
 
@@ -38,24 +39,29 @@ async def process_inbox(fed: Federation, stopping: asyncio.Event | None = None) 
     """Apply due inbox items once, until ``stopping`` is set; how many were claimed.
 
     While activities are arriving, applying takes at most `BUSY_APPLY_SHARE` of
-    the time: answering the inbox comes first, and what it stored waits its turn.
+    the time: answering the inbox comes first, and what it stored waits its turn,
+    unless its turn is late (`LATE_SECONDS`): under a sustained load applying
+    must keep up, or the backlog only grows.
     """
     loop = asyncio.get_running_loop()
     items = await store.claim_inbox_items(fed.db)
     await store.note_inbound(fed.db, {item.host for item in items})
+    late = bool(items) and items[0].received_at <= store.later(-LATE_SECONDS)
     for item in items:
         if stopping is not None and stopping.is_set():
             break  # the rest stay claimed until the runner releases them
         started = loop.time()
         await _apply_item(fed, item)
-        if loop.time() - fed.arrived_at < BUSY_SECONDS:
+        if not late and loop.time() - fed.arrived_at < BUSY_SECONDS:
             await asyncio.sleep((loop.time() - started) * (1 / BUSY_APPLY_SHARE - 1))
     return len(items)
 
 
 async def _apply_item(fed: Federation, item: store.InboxItem) -> None:
+    # Applied and marked so in one transaction when the handler's last write takes the mark.
+    done = store.Finish(item.activity_id)
     try:
-        applied = await apply(fed, item.activity, item.actor, item.host)
+        applied = await apply(fed, item.activity, item.actor, item.host, done)
     except Exception as e:  # a bug or a peer's outage: retry later, never lose it
         log.warning("applying %s failed (attempt %d): %s", item.type, item.attempts,
                     type(e).__name__)
@@ -65,8 +71,9 @@ async def _apply_item(fed: Federation, item: store.InboxItem) -> None:
             await store.finish_inbox_item(fed.db, item.activity_id, "received",
                                           repr(e)[:300], retry_in=30 * 2 ** item.attempts)
         return
-    await store.finish_inbox_item(fed.db, item.activity_id,
-                                  "applied" if applied else "ignored")
+    if not (applied and done.done):
+        await store.finish_inbox_item(fed.db, item.activity_id,
+                                      "applied" if applied else "ignored")
 
 
 @dataclass(slots=True)

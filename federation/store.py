@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiosqlite
 from starlette.concurrency import run_in_threadpool
 
 from federation.keys import generate_key, public_pem
@@ -342,6 +343,7 @@ class InboxItem:
     type: str
     activity: dict[str, Any]
     attempts: int
+    received_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +397,7 @@ async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
         rows = await cursor.fetchall()
     rows = sorted(rows, key=lambda r: r["received_at"])
     return [InboxItem(r["activity_id"], r["actor"], r["host"], r["type"],
-                      json.loads(r["body"]), r["attempts"]) for r in rows]
+                      json.loads(r["body"]), r["attempts"], r["received_at"]) for r in rows]
 
 
 async def release_leases(db: Database) -> None:
@@ -423,6 +425,27 @@ async def prune_inbox(db: Database, before: str) -> int:
         return cursor.rowcount
 
 
+@dataclass(slots=True)
+class Finish:
+    """Marks one inbox item applied inside the transaction that applies it.
+
+    A handler gives it to its last write, after which nothing can fail or be
+    ignored; ``done`` then says the mark is part of that write, which commits
+    or rolls back with it (so the runner need not mark the item again).
+    """
+
+    activity_id: str
+    done: bool = False
+
+    async def __call__(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(_FINISHED, ("applied", None, self.activity_id))
+        self.done = True
+
+
+# Done with: the raw body goes, the id stays to recognise a repeat.
+_FINISHED = "UPDATE inbox_items SET state = ?, last_error = ?, body = '' WHERE activity_id = ?"
+
+
 async def finish_inbox_item(db: Database, activity_id: str, state: str,
                             error: str | None = None, retry_in: float | None = None) -> None:
     async with db.transaction() as conn:
@@ -431,10 +454,7 @@ async def finish_inbox_item(db: Database, activity_id: str, state: str,
                 "UPDATE inbox_items SET last_error = ?, next_attempt_at = ?"
                 " WHERE activity_id = ?", (error, later(retry_in), activity_id))
         else:
-            # Done with: the raw body goes, the id stays to recognise a repeat.
-            await conn.execute(
-                "UPDATE inbox_items SET state = ?, last_error = ?, body = '' WHERE activity_id = ?",
-                (state, error, activity_id))
+            await conn.execute(_FINISHED, (state, error, activity_id))
 
 
 # Published activities and their deliveries ---------------------------------------

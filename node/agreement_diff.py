@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from typing import Literal
 
 # Words, runs of spaces, and line ends are the units compared.
@@ -46,6 +45,8 @@ def word_diff(before: str, after: str) -> Diff:
     old, new = _tokens(before), _tokens(after)
     pieces: list[Piece] = []
     removed = added = 0
+    from difflib import SequenceMatcher  # only when an agreement is compared
+
     matcher = SequenceMatcher(None, old, new, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import re
-import smtplib
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,6 +110,8 @@ class SmtpTransport:
         return f"sent to {self.host}:{self.port}"
 
     def _send(self, message: EmailMessage) -> None:
+        import smtplib  # only a node with an smtp_host sends through it
+
         try:
             if self.security == "tls":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(

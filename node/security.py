@@ -1,31 +1,41 @@
 """Passwords, tokens and login throttling."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
-_hasher = PasswordHasher()  # argon2id with the library's current defaults
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_PASSWORD_LENGTH = 10
 
 
+@functools.cache
+def _hasher() -> PasswordHasher:
+    # argon2 and its cffi bindings load with the first password, not with an idle node.
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()  # argon2id with the library's current defaults
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     if not password_hash:
         # Same cost as a real check, so timing does not reveal the account.
-        _hasher.hash(password)
+        _hasher().hash(password)
         return False
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

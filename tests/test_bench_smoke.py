@@ -14,12 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = {  # key: (lowest, highest) that a working quick run can report
     "inbox_ratio": (0.0, 10.0),
+    "inbox_floor_ratio": (0.0, 10.0),
     "verify_ratio": (0.01, 10.0),
     "directory_p95_ms": (0.01, 10_000.0),
     "fanout_s": (0.001, 120.0),
     "fanout_rss_mb": (5.0, 2_000.0),
     "idle_rss_mb": (5.0, 2_000.0),
     "startup_s": (0.01, 60.0),
+    "sustained_applied_ratio": (0.0, 10.0),
 }
 
 

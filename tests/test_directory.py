@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from node.domain import Cost, EventDraft, Format, Visibility
-from node.storage import events, groups
+from node.domain import Cost, EventDraft, Format, OccurrenceChange, Visibility
+from node.storage import events, groups, remote
 from tests.helpers import draft
 
 
@@ -88,6 +88,62 @@ def test_date_range_keeps_groups_meeting_in_it(listed, visitor):
     assert names(v, f"/groups?from={day}&to={day}") == {"Recovery Friday"}
     later = (soon + timedelta(days=30)).date().isoformat()
     assert names(v, f"/groups?from={later}") == set()
+
+
+@pytest.mark.parametrize("days", [0, 6, 30])  # read in time order, or group by group
+def test_date_window_edges_skip_cancelled_and_hidden_meetings(listed, run_db, days):
+    """A meeting counts from its window's first day 00:00 UTC until its last day ends;
+    a cancelled meeting or one an admin hid does not make its group meet there."""
+    from node.domain import DirectoryQuery
+    from node.storage.moderation import hide_listing
+
+    last = (datetime.now(UTC) + timedelta(days=40)).date()  # after the fixture's meeting
+    at = {"Grief Circle Leith": datetime.combine(last, datetime.min.time()).replace(hour=23,
+                                                                                    minute=59),
+          "New Parents Café": datetime.combine(last + timedelta(days=1), datetime.min.time())}
+
+    async def window(db, first, final, q=""):
+        page = await groups.search_directory(db, DirectoryQuery(
+            q=q, date_from=first.isoformat(), date_to=final.isoformat()), None)
+        assert page.total == len(page.groups)
+        return {group.name for group, _, _ in page.groups}
+
+    async def go(db):
+        ids = {name: await db.fetchval("SELECT id FROM groups WHERE name = ?", (name,))
+               for name in ("Grief Circle Leith", "New Parents Café", "Ansiedad Juntos")}
+        for name, start in at.items():
+            await events.create_event(db, ids[name], EventDraft(
+                title="Meeting", description="", starts_at=start, duration_minutes=60,
+                timezone="UTC", rrule=None, format=Format.IN_PERSON))
+        cancelled = await events.create_event(db, ids["Ansiedad Juntos"], EventDraft(
+            title="Called off", description="", starts_at=at["Grief Circle Leith"],
+            duration_minutes=60, timezone="UTC", rrule=None, format=Format.ONLINE))
+        await events.change_occurrence(db, cancelled, OccurrenceChange(
+            at["Grief Circle Leith"], cancelled=True))
+        assert await db.fetchval("SELECT cancelled FROM occurrences WHERE event_id = ?",
+                                 (cancelled,)) == 1
+        peer = await remote.upsert_remote_group(
+            db, origin="peer.example", ap_id="https://peer.example/groups/tide",
+            url="https://peer.example/groups/tide", username="tide",
+            draft=draft(name="Tide Circle"))
+        await remote.upsert_remote_event(
+            db, group_id=peer, ap_id="https://peer.example/events/9",
+            url="https://peer.example/events/9", changes=[], cancelled=False,
+            draft=EventDraft(title="Tide", description="", starts_at=at["Grief Circle Leith"],
+                             duration_minutes=60, timezone="UTC", rrule=None,
+                             format=Format.ONLINE))
+        ending = await window(db, last - timedelta(days=days), last)
+        starting = await window(db, last + timedelta(days=1), last + timedelta(days=1 + days))
+        searched = await window(db, last - timedelta(days=days), last, q="circle")
+        await hide_listing(db, "https://peer.example/events/9")
+        hidden = await window(db, last - timedelta(days=days), last)
+        return ending, starting, searched, hidden
+
+    ending, starting, searched, hidden = run_db(go)
+    assert ending == {"Grief Circle Leith", "Tide Circle"}
+    assert starting == {"New Parents Café"}
+    assert searched == {"Grief Circle Leith", "Tide Circle"}
+    assert hidden == {"Grief Circle Leith"}
 
 
 def test_malformed_filters_get_a_clear_error(listed, visitor):

@@ -27,7 +27,7 @@ from federation.fetch import Fetcher
 from node.cli import initialise
 from node.db import Database, connect_sync, stamp
 from node.domain import EventDraft, Format
-from node.storage import accounts, events, groups
+from node.storage import accounts, events, groups, remote
 from tests.helpers import draft, free_port, run_on
 from tests.test_crash import NodeProcess
 
@@ -193,7 +193,8 @@ def test_a_starting_runner_releases_what_a_killed_one_had_claimed(tmp_path):
 def run_with_runner(tmp_path: Path, monkeypatch, applying: Callable[[str], Awaitable[None]],
                     scenario: Callable[[Database, Federation], Awaitable[None]]) -> None:
     """``scenario`` on a node whose handlers are replaced by ``applying(activity_id)``."""
-    async def fake_apply(fed: Federation, act: dict[str, Any], sender: str, host: str) -> bool:
+    async def fake_apply(fed: Federation, act: dict[str, Any], sender: str, host: str,
+                         done: store.Finish | None = None) -> bool:
         await applying(act["id"])
         return True
 
@@ -264,6 +265,76 @@ def test_stop_cancels_work_that_outlasts_the_grace_and_leaves_it_due(tmp_path, m
         assert await states(db) == {arrival(1).activity_id: ("received", True)}
 
     run_with_runner(tmp_path, monkeypatch, forever, scenario)
+
+
+# --- a meeting applied and marked applied in one transaction ----------------------------
+
+PEER_GROUP = "https://peer.test/groups/circle"
+
+
+def meeting_arrival(n: int, kind: str = "Create") -> store.Arrival:
+    activity_id = f"https://peer.test/activities/{kind}-{n}"
+    event = {"id": "https://peer.test/events/1", "type": "Event", "name": f"Meeting {n}",
+             "startTime": "2031-05-06T18:00:00Z", "timezone": "UTC",
+             "attributedTo": PEER_GROUP, "to": ["https://www.w3.org/ns/activitystreams#Public"]}
+    return store.Arrival(activity_id, PEER_GROUP, "peer.test", kind, json.dumps(
+        {"id": activity_id, "type": kind, "actor": PEER_GROUP, "object": event}))
+
+
+async def followed_peer_group(fed: Federation) -> None:
+    await store.save_peer(fed.db, "peer.test", "https://peer.test/actor",
+                          "https://peer.test/inbox", None)
+    await store.set_following(fed.db, "peer.test", "accepted")
+    await remote.upsert_remote_group(fed.db, origin="peer.test", ap_id=PEER_GROUP,
+                                     url=PEER_GROUP, username="circle", draft=draft())
+
+
+def run_with_federation(tmp_path: Path,
+                        scenario: Callable[[Database, Federation], Awaitable[None]]) -> None:
+    async def go(db: Database) -> None:
+        async with Fetcher(allow_private=True) as fetcher:
+            await scenario(db, Federation(db, fetcher, Urls("http://ours.test")))
+
+    run_on(tmp_path / "node.db", go)
+
+
+def test_a_meeting_and_its_applied_mark_commit_in_one_transaction(tmp_path):
+    async def scenario(db: Database, fed: Federation) -> None:
+        await followed_peer_group(fed)
+        await store.accept_inbox_items(db, [meeting_arrival(1), meeting_arrival(2, "Update")])
+        claimed, commits = await commits_during(db, runner.process_inbox(fed))
+        assert claimed == 2
+        assert commits == 4  # the claim, the peers' last-seen time, one per meeting
+        assert {state for state, _ in (await states(db)).values()} == {"applied"}
+        assert await db.fetchval("SELECT title FROM events WHERE ap_id = ?",
+                                 ("https://peer.test/events/1",)) == "Meeting 2"
+
+    run_with_federation(tmp_path, scenario)
+
+
+def test_a_failure_before_the_commit_leaves_neither_the_meeting_nor_the_mark(tmp_path,
+                                                                             monkeypatch):
+    marking = store.Finish.__call__
+
+    async def marked_then_failed(self: store.Finish, conn: Any) -> None:
+        await marking(self, conn)
+        raise OSError("disk gone")  # as a crash between the mark and the commit would
+
+    async def scenario(db: Database, fed: Federation) -> None:
+        await followed_peer_group(fed)
+        await store.accept_inbox_items(db, [meeting_arrival(1)])
+        monkeypatch.setattr(store.Finish, "__call__", marked_then_failed)
+        await runner.process_inbox(fed)
+        assert await db.fetchval("SELECT count(*) FROM events") == 0
+        assert await states(db) == {meeting_arrival(1).activity_id: ("received", False)}
+        monkeypatch.setattr(store.Finish, "__call__", marking)
+        await store.release_leases(db)
+        await db.write("UPDATE inbox_items SET next_attempt_at = ''")  # its retry is due
+        await runner.process_inbox(fed)
+        assert await db.fetchval("SELECT count(*) FROM events") == 1
+        assert (await states(db))[meeting_arrival(1).activity_id][0] == "applied"
+
+    run_with_federation(tmp_path, scenario)
 
 
 # --- SIGTERM on a real node delivering to a slow peer ---------------------------------

@@ -9,7 +9,7 @@ stored. ``confirmed_at`` is when the origin last confirmed a copy.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -25,6 +25,9 @@ from node.storage.events import (
 from node.storage.groups import _listing_values, _write_listing
 from node.storage.themes import replace_themes
 
+# Also written in the same transaction as a copy (federation marks the activity applied).
+Then = Callable[[aiosqlite.Connection], Awaitable[None]]
+
 
 class NotOwner(ValueError):
     """A copy was claimed by an actor or peer other than the one it was stored from."""
@@ -39,7 +42,7 @@ async def owner_of(db: Database, ap_id: str) -> str | None:
 
 
 async def upsert_remote_group(db: Database, *, origin: str, ap_id: str, url: str,
-                              username: str, draft: GroupDraft) -> int:
+                              username: str, draft: GroupDraft, then: Then | None = None) -> int:
     """Create or refresh a peer's group listing; its row id."""
     now = timestamp()
     async with db.transaction() as conn:
@@ -65,6 +68,8 @@ async def upsert_remote_group(db: Database, *, origin: str, ap_id: str, url: str
                 " next_check_at = NULL, check_failures = 0 WHERE id = ?",
                 _listing_values(draft) + (url, now, now, group_id))
         await _write_listing(conn, group_id, draft)
+        if then is not None:
+            await then(conn)
     return group_id
 
 
@@ -75,8 +80,8 @@ async def remote_group_id(db: Database, ap_id: str) -> int | None:
 
 async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: str,
                               draft: EventDraft, changes: list[OccurrenceChange],
-                              cancelled: bool,
-                              themes: Sequence[tuple[str, str]] = ()) -> int:
+                              cancelled: bool, themes: Sequence[tuple[str, str]] = (),
+                              then: Then | None = None) -> int:
     """Create or refresh a peer's meeting series under its (remote) group, with the
     public themes (occurrence key, theme) its node sent, which replace those it had.
 
@@ -100,6 +105,8 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
             await _insert_changes(conn, event_id, changes)
             await insert_occurrences(conn, [(event_id, group_id, found)])
             await replace_themes(conn, event_id, themes)
+            if then is not None:
+                await then(conn)
             return event_id
         cursor = await conn.execute(
             "SELECT e.id, e.group_id, o.original_start, o.starts_utc, o.ends_utc, o.cancelled"
@@ -121,6 +128,8 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
             await conn.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
             await insert_occurrences(conn, [(event_id, group_id, found)])
         await replace_themes(conn, event_id, themes)
+        if then is not None:
+            await then(conn)
     return event_id
 
 
@@ -135,7 +144,7 @@ async def _insert_changes(conn: aiosqlite.Connection, event_id: int,
              for c in changes])
 
 
-async def delete_remote(db: Database, ap_id: str, origin: str) -> bool:
+async def delete_remote(db: Database, ap_id: str, origin: str, then: Then | None = None) -> bool:
     """Remove the peer's group (with its meetings) or meeting with this id, and every raw
     activity about it still waiting to be applied: nothing of it is kept."""
     async with db.transaction() as conn:
@@ -152,6 +161,8 @@ async def delete_remote(db: Database, ap_id: str, origin: str) -> bool:
             "UPDATE inbox_items SET state = 'ignored', body = '', last_error = 'retracted'"
             " WHERE host = ? AND state = 'received' AND instr(body, ?) > 0",
             (origin, json.dumps(ap_id)))
+        if then is not None:
+            await then(conn)
         return deleted
 
 
