@@ -7,3 +7,6 @@ CREATE INDEX occurrences_group ON occurrences(group_id, starts_utc, cancelled);
 -- Every column of the directory's own conditions on a group (but its area, indexed apart).
 CREATE INDEX groups_directory ON groups(visibility, suspended, review, origin, format, cost,
                                         ap_id);
+-- An area is looked up with the same conditions, so the planner keeps to it for an area.
+DROP INDEX groups_area;
+CREATE INDEX groups_area ON groups(area COLLATE NOCASE, visibility, suspended);
