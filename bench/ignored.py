@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,17 +31,14 @@ from typing import Any
 from bench.common import (
     cpu_seconds,
     free_port,
-    get_status,
     load,
     node_process,
     query,
     scratch,
     sign_all,
-    spawn,
-    stop,
     wait_until,
 )
-from bench.inbox import Peer, _peers, admitted_node
+from bench.inbox import Peer, _peers, admitted_node, peer_stub
 from federation.documents import AS_PUBLIC, CONTEXT
 from federation.keys import public_pem
 
@@ -91,9 +86,7 @@ def _signed(peers: list[Peer], name: str, make: Any, repeats: int, port: int) ->
     return sign_all(jobs)
 
 
-@contextmanager
-def _serving_actors(tmp: Path, peers: list[Peer]) -> Iterator[None]:
-    spec = tmp / "peers.json"
+def _serving_actors(tmp: Path, peers: list[Peer]):
     documents = {}
     for p in peers:
         documents[f"{p.host}/users/alice"] = json.dumps(actor_document(p, "alice", "Person",
@@ -102,16 +95,7 @@ def _serving_actors(tmp: Path, peers: list[Peer]) -> Iterator[None]:
                                                                      "odd one"))
         documents[f"{p.host}/users/circle"] = json.dumps(actor_document(p, "circle", "Group",
                                                                         "circle"))
-    spec.write_text(json.dumps({"addresses": [[p.ip, p.port] for p in peers],
-                                "documents": documents}))
-    stub = spawn(["-m", "bench.peer_stub", str(spec)], log=tmp / "stub.log")
-    try:
-        tail = peers[-1]
-        wait_until(lambda: get_status(tail.port, "/users/odd", tail.ip) == 200,
-                   "the peer stub", 30)
-        yield
-    finally:
-        stop(stub)
+    return peer_stub(tmp, peers, documents, "/users/odd")
 
 
 def _count(db_path: Path) -> int:

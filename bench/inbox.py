@@ -174,21 +174,26 @@ def _drained(db_path: Path) -> bool:
 
 
 @contextmanager
-def _serving_peers(tmp: Path, peers: list[Peer], rng: random.Random) -> Iterator[None]:
-    """The peers' Group actors on their loopback addresses, until the block ends."""
+def peer_stub(tmp: Path, peers: list[Peer], documents: dict[str, str],
+              probe: str) -> Iterator[None]:
+    """``documents`` (by host and path) served on the peers' loopback addresses, until the
+    block ends; ready once the last peer answers ``probe``."""
     spec = tmp / "peers.json"
-    spec.write_text(json.dumps({
-        "addresses": [[p.ip, p.port] for p in peers],
-        "documents": {f"{p.host}/groups/circle": json.dumps(group_document(p, rng))
-                      for p in peers}}))
+    spec.write_text(json.dumps({"addresses": [[p.ip, p.port] for p in peers],
+                                "documents": documents}))
     stub = spawn(["-m", "bench.peer_stub", str(spec)], log=tmp / "stub.log")
     try:
         tail = peers[-1]
-        wait_until(lambda: get_status(tail.port, "/groups/circle", tail.ip) == 200,
-                   "the peer stub", 30)
+        wait_until(lambda: get_status(tail.port, probe, tail.ip) == 200, "the peer stub", 30)
         yield
     finally:
         stop(stub)
+
+
+def _serving_peers(tmp: Path, peers: list[Peer], rng: random.Random):
+    """The peers' Group actors on their loopback addresses, until the block ends."""
+    return peer_stub(tmp, peers, {f"{p.host}/groups/circle": json.dumps(group_document(p, rng))
+                                  for p in peers}, "/groups/circle")
 
 
 @contextmanager

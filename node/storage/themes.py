@@ -22,6 +22,9 @@ THEME_LENGTH = 80
 PER_MEMBER = 3  # proposals one member may make for one meeting
 PER_MEETING = 20
 NO_THEME = ""  # stored when the choice is made and there is nothing to choose
+# Whether the group of a meeting (by id) made its themes public.
+THEMES_PUBLIC = ("SELECT p.themes_public FROM events e JOIN group_practice p"
+                 " ON p.group_id = e.group_id WHERE e.id = ?")
 
 
 def theme_order(theme: str) -> tuple[str, str]:
@@ -117,10 +120,7 @@ async def public_themes(db: Database, event_id: int,
                         now: datetime) -> list[tuple[str, str]] | None:
     """(occurrence, theme) of the meetings not yet over, as peers are sent them; None when
     the group keeps its themes to its members."""
-    public = await db.fetchval(
-        "SELECT p.themes_public FROM events e JOIN group_practice p ON p.group_id = e.group_id"
-        " WHERE e.id = ?", (event_id,))
-    if not public:
+    if not await db.fetchval(THEMES_PUBLIC, (event_id,)):
         return None
     rows = await db.fetchall(
         "SELECT t.occurrence, t.theme FROM meeting_themes t JOIN occurrences o"
@@ -202,9 +202,7 @@ async def withdraw_support(db: Database, event_id: int, key: str, account_id: in
 # The theme ---------------------------------------------------------------------------
 
 async def _public(conn: aiosqlite.Connection, event_id: int) -> bool:
-    cursor = await conn.execute(
-        "SELECT p.themes_public FROM events e JOIN group_practice p ON p.group_id = e.group_id"
-        " WHERE e.id = ?", (event_id,))
+    cursor = await conn.execute(THEMES_PUBLIC, (event_id,))
     row = await cursor.fetchone()
     return bool(row and row[0])
 
