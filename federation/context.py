@@ -37,3 +37,5 @@ class Federation:
     listing_retire_after: timedelta = timedelta(days=30)
     # Where inbox answers and delivery attempts are reported (the node's metrics).
     events: FederationEvents = field(default_factory=FederationEvents)
+    # The outbox backfill under way from each newly followed peer (federation.handlers).
+    backfills: dict[str, asyncio.Task[None]] = field(default_factory=dict)

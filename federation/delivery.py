@@ -13,7 +13,6 @@ probe; the peer's first 2xx makes the rest due at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -68,16 +67,19 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._events = events or FederationEvents()
 
-    async def run_once(self, limit: int = 64) -> int:
-        """Claim up to ``limit`` due deliveries and try each; the number claimed."""
+    async def run_once(self, limit: int = 256) -> int:
+        """Claim up to ``limit`` due deliveries, try each, and record the answers; the number
+        claimed."""
         claimed_at = time.monotonic()
         claimed = await store.claim_deliveries(self._db, self._lease_seconds, limit)
         by_inbox: dict[str, list[store.Delivery]] = {}
         for row in claimed:
             by_inbox.setdefault(row.inbox, []).append(row)
         signers = await self._signers({row.signer for row in claimed})
-        await asyncio.gather(*(self._deliver_to(inbox, rows, claimed_at, signers)
+        cycle = store.Cycle()
+        await asyncio.gather(*(self._deliver_to(inbox, rows, claimed_at, signers, cycle)
                                for inbox, rows in by_inbox.items()))
+        await store.record_cycle(self._db, cycle)
         return len(claimed)
 
     async def _signers(self, owners: set[str]) -> dict[str, SignedAuth]:
@@ -108,7 +110,7 @@ class DeliveryWorker:
         await repeat("delivery", self.run_once, wake, self._stopping, POLL_SECONDS)
 
     async def _deliver_to(self, inbox: str, rows: list[store.Delivery], claimed_at: float,
-                          signers: dict[str, SignedAuth]) -> None:
+                          signers: dict[str, SignedAuth], cycle: store.Cycle) -> None:
         """The inbox's rows in order; the first "not now" holds the rest."""
         sent = held = False
         try:
@@ -118,23 +120,24 @@ class DeliveryWorker:
                     if self._stopping.is_set() or time.monotonic() - claimed_at \
                             + self._fetcher.deadline + 1 > self._lease_seconds:
                         break
-                    attempt = await self._attempt(row, signers.get(row.signer))
+                    attempt = await self._attempt(row, signers.get(row.signer), cycle)
                 if attempt is None:
                     continue
                 sent = sent or attempt.outcome == "sent"
                 if attempt.hold_until is not None:
                     held = True
-                    await self._hold(inbox, rows[index + 1:], attempt.hold_until, attempt)
+                    self._hold(inbox, rows[index + 1:], attempt.hold_until, attempt, cycle)
                     break
             if sent:
-                await store.note_success(self._db, inbox, url_host(inbox))
+                cycle.reached.append((inbox, url_host(inbox)))
                 if not held:  # a held peer recovers by itself on its first success
-                    await store.make_inbox_due(self._db, inbox)
+                    cycle.due.append(inbox)
         except Exception:
             log.warning("deliveries to %s: unexpected error", host_of(inbox), exc_info=True)
 
-    async def _attempt(self, row: store.Delivery, auth: SignedAuth | None) -> _Attempt | None:
-        """One signed POST and its recorded outcome; None if it could not be made."""
+    async def _attempt(self, row: store.Delivery, auth: SignedAuth | None,
+                       cycle: store.Cycle) -> _Attempt | None:
+        """One signed POST and its outcome, noted in ``cycle``; None if it could not be made."""
         if auth is None:  # no key for its actor: left leased, tried again later
             return None
         try:
@@ -149,9 +152,8 @@ class DeliveryWorker:
                 error = None
             else:
                 error = decision.reason if error is None else f"{decision.reason} ({error})"
-            await store.finish_delivery(
-                self._db, row.id, state="queued" if retry_at else decision.outcome,
-                status=status, error=error, retry_at=retry_at)
+            cycle.attempted.append(store.Attempted(
+                row.id, "queued" if retry_at else decision.outcome, status, error, retry_at))
         except Exception:  # the row stays leased and is due again when the lease ends
             log.warning("delivery %d to %s: unexpected error", row.id, host_of(row.inbox),
                         exc_info=True)
@@ -174,8 +176,8 @@ class DeliveryWorker:
             return None, None, failure.reason
         return response.status, response.headers.get("retry-after"), None
 
-    async def _hold(self, inbox: str, waiting: list[store.Delivery], until: str,
-                    answer: _Attempt) -> None:
+    def _hold(self, inbox: str, waiting: list[store.Delivery], until: str,
+              answer: _Attempt, cycle: store.Cycle) -> None:
         """Rows not tried wait for the peer, except those past giving up, which fail."""
         now = datetime.now(UTC)
         release = []
@@ -183,17 +185,17 @@ class DeliveryWorker:
             decision = next_attempt(row.attempts, parse_stamp(row.created_at), now, answer.status,
                                     answer.retry_after)
             if decision.outcome == "failed":
-                await store.finish_delivery(self._db, row.id, state="failed", status=None,
-                                            error=f"{decision.reason} (peer failing)")
-                self._finished(row, "failed", f"{decision.reason} (peer failing)")
+                reason = f"{decision.reason} (peer failing)"
+                cycle.attempted.append(store.Attempted(row.id, "failed", None, reason))
+                self._finished(row, "failed", reason)
             else:
                 release.append(row.id)
-        await store.hold_inbox(self._db, inbox, until, release)
+        cycle.held.append(store.Held(inbox, until, tuple(release)))
 
     def _finished(self, row: store.Delivery, outcome: str, reason: str) -> None:
         """One line and one count per delivery attempt: its type, peer and outcome."""
         self._events.delivery_finished(outcome)
-        activity_type = activity_label(json.loads(row.body).get("type"))
+        activity_type = activity_label(row.activity_type)
         peer = host_of(row.inbox)
         log.info("delivery %d of %s to %s: %s (%s)", row.id, activity_type, peer, outcome,
                  reason, extra={"activity_type": activity_type, "peer": peer,

@@ -7,6 +7,7 @@ ignored. Objects given only by id are fetched from their own origin.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,8 +38,13 @@ from node.storage import remote
 
 log = logging.getLogger(__name__)
 
+# Newest first, every item is held until the walk ends: a small cap.
 MAX_BACKFILL_PAGES = 20
 MAX_BACKFILL_ITEMS = 2000
+# Oldest first, each page is applied and let go: only a hostile peer reaches these.
+MAX_OLDEST_FIRST_PAGES = 5000
+MAX_OLDEST_FIRST_ITEMS = 250_000
+BACKFILL_SECONDS = 900.0
 
 
 class Ignored(Exception):
@@ -131,7 +137,7 @@ async def on_accept(fed: Federation, act: dict[str, Any], sender: str, host: str
     peer = await _our_follow(fed, act, host)
     await store.set_following(fed.db, host, "accepted")
     if peer.outbox:
-        await backfill(fed, peer.outbox, host)
+        start_backfill(fed, peer.outbox, host)
 
 
 async def on_reject(fed: Federation, act: dict[str, Any], sender: str, host: str,
@@ -347,19 +353,106 @@ HANDLERS: dict[str, Handler] = {
 
 
 # Backfill -------------------------------------------------------------------------
+#
+# A newly followed peer's listings are read from its outbox in the background, so the
+# Accept is applied at once and pages are answered while the listings arrive.
+
+def start_backfill(fed: Federation, outbox_url: str, host: str) -> None:
+    """Read ``host``'s outbox in a task the Federation holds, unless one already runs."""
+    running = fed.backfills.get(host)
+    if running is not None and not running.done():
+        log.info("backfill from %s already under way", host)
+        return
+    task = asyncio.create_task(_logged_backfill(fed, outbox_url, host), name=f"backfill {host}")
+    fed.backfills[host] = task
+    task.add_done_callback(lambda done: fed.backfills.pop(host, None)
+                           if fed.backfills.get(host) is done else None)
+
+
+async def _logged_backfill(fed: Federation, outbox_url: str, host: str) -> None:
+    try:
+        applied = await backfill(fed, outbox_url, host)
+    except asyncio.CancelledError:
+        log.warning("backfill from %s cancelled; its later activities still arrive, and"
+                    " following it again reads its outbox again", host)
+        raise
+    except Exception:
+        log.exception("backfill from %s failed", host)
+    else:
+        log.info("backfill from %s: %d activities applied", host, applied)
+
+
+async def stop_backfills(fed: Federation) -> None:
+    """Cancel the backfills under way (the node is stopping); each item is applied whole
+    or not at all."""
+    tasks = list(fed.backfills.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
 
 async def backfill(fed: Federation, outbox_url: str, host: str) -> int:
-    """Import a newly followed peer's listings from its outbox, oldest first.
+    """Import a peer's listings from its outbox, oldest first; how many were applied.
 
-    Paging is bounded in pages and items; every page and item must be on
-    the peer's host.
+    With a ``last`` page, pages are walked from it through ``prev`` and each is
+    applied as it comes (bounded in pages, items and time); without one, at most
+    ``MAX_BACKFILL_PAGES`` newest pages are read, then applied oldest first.
+    Every page and item must be on the peer's host.
     """
     if host_of(outbox_url) != host:
         return 0
     auth = await node_auth(fed)
-    items: list[dict[str, Any]] = []
     try:
-        page = (await fed.fetcher.get_json(outbox_url, auth=auth)).document
+        collection = (await fed.fetcher.get_json(outbox_url, auth=auth)).document
+    except FetchError as e:
+        log.warning("backfill from %s stopped: %s", host, e.reason)
+        return 0
+    last = first_id(collection.get("last")) \
+        if collection.get("type") == "OrderedCollection" else None
+    if last:
+        return await _oldest_first(fed, last, host, auth)
+    return await _apply_items(fed, list(reversed(
+        await _newest_pages(fed, collection, outbox_url, host, auth))), host)
+
+
+async def _oldest_first(fed: Federation, url: str, host: str, auth: Any) -> int:
+    """Apply page after page from the oldest, each page's items oldest first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BACKFILL_SECONDS
+    applied = items = 0
+    next_url: str | None = url
+    read: set[str] = set()
+    for _ in range(MAX_OLDEST_FIRST_PAGES):
+        if not next_url or host_of(next_url) != host or next_url in read:
+            return applied
+        read.add(next_url)
+        if items >= MAX_OLDEST_FIRST_ITEMS or loop.time() > deadline:
+            break
+        peer = await store.get_peer(fed.db, host)
+        if peer is None or peer.following != "accepted":
+            log.info("backfill from %s stopped: no longer followed", host)
+            return applied
+        try:
+            page = (await fed.fetcher.get_json(next_url, auth=auth)).document
+        except FetchError as e:
+            log.warning("backfill from %s stopped: %s", host, e.reason)
+            return applied
+        found = [i for i in page.get("orderedItems", []) if isinstance(i, dict)]
+        found = found[:MAX_OLDEST_FIRST_ITEMS - items]
+        items += len(found)
+        applied += await _apply_items(fed, list(reversed(found)), host)
+        next_url = first_id(page.get("prev"))
+    if next_url and host_of(next_url) == host and next_url not in read:
+        log.warning("backfill from %s stopped at its bounds (%d items read)", host, items)
+    return applied
+
+
+async def _newest_pages(fed: Federation, collection: dict[str, Any], outbox_url: str,
+                        host: str, auth: Any) -> list[dict[str, Any]]:
+    """The items of at most ``MAX_BACKFILL_PAGES`` pages from the newest, newest first."""
+    items: list[dict[str, Any]] = []
+    page = collection
+    try:
         next_url = first_id(page.get("first")) if page.get("type") == "OrderedCollection" \
             else outbox_url
         if isinstance(page.get("first"), dict):
@@ -373,9 +466,19 @@ async def backfill(fed: Federation, outbox_url: str, host: str) -> int:
             next_url = first_id(page.get("next"))
     except FetchError as e:
         log.warning("backfill from %s stopped: %s", host, e.reason)
+    return items[:MAX_BACKFILL_ITEMS]
+
+
+async def _apply_items(fed: Federation, items: list[dict[str, Any]], host: str) -> int:
+    """Apply items in the order given, each by its own actor on ``host``, giving way to
+    requests between them; an item whose origin is out of reach is skipped."""
     applied = 0
-    for item in reversed(items[:MAX_BACKFILL_ITEMS]):
+    for item in items:
         sender = first_id(item.get("actor"))
         if host_of(first_id(item)) == host and host_of(sender) == host:
-            applied += await apply(fed, item, sender, host)
+            try:
+                applied += await apply(fed, item, sender, host)
+            except FetchError as e:
+                log.info("backfill from %s skipped %s: %s", host, first_id(item), e.reason)
+        await asyncio.sleep(0)
     return applied

@@ -19,7 +19,7 @@ from federation import store
 from federation.context import Federation
 from federation.delivery import DeliveryWorker
 from federation.freshness import refresh_listings
-from federation.handlers import apply
+from federation.handlers import apply, stop_backfills
 from federation.local import key_id_for
 from federation.publisher import publish_pending
 from node.background import repeat
@@ -125,6 +125,7 @@ async def stop(runner: Runner, grace: float = STOP_GRACE_SECONDS) -> None:
     runner.worker.stop()
     runner.fed.wake_inbox.set()
     runner.fed.wake_delivery.set()
+    await stop_backfills(runner.fed)  # a backfill is read again when the peer is followed again
     _, late = await asyncio.wait(runner.tasks, timeout=grace)
     for task in late:
         log.warning("background work still running after %.0f s; cancelled", grace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,13 +137,6 @@ async def set_follower(db: Database, host: str, state: str,
             " updated_at = ? WHERE host = ?",
             (state, their_follow_id, timestamp(), host),
         )
-
-
-async def note_success(db: Database, inbox: str, host: str) -> None:
-    """A delivery to ``inbox`` (the peer's shared inbox, or an actor's on ``host``) went."""
-    async with db.transaction() as conn:
-        await conn.execute("UPDATE peers SET last_success_at = ? WHERE inbox = ? OR host = ?",
-                           (timestamp(), inbox, host))
 
 
 async def follower_inboxes(db: Database) -> list[str]:
@@ -490,20 +483,37 @@ async def get_activity(db: Database, activity_id: str) -> dict[str, Any] | None:
     return None if body is None else json.loads(body)
 
 
-async def outbox_page(db: Database, owner: str | None, kinds: tuple[str, ...],
-                      before: int | None, limit: int
-                      ) -> tuple[list[tuple[int, dict[str, Any]]], int]:
-    """Newest first: (seq, activity) pairs and the total; ``owner`` None means all actors."""
+def _outbox_where(owner: str | None, kinds: tuple[str, ...]) -> tuple[str, list[Any]]:
     where = f"withdrawn = 0 AND type IN ({','.join('?' * len(kinds))})"
     params: list[Any] = list(kinds)
     if owner is not None:
         where += " AND actor = ?"
         params.append(owner)
-    total = await db.fetchval(f"SELECT count(*) FROM activities WHERE {where}", params)
-    rows = await db.fetchall(
-        f"SELECT seq, body FROM activities WHERE {where} AND seq < ? ORDER BY seq DESC LIMIT ?",
-        [*params, before if before is not None else 1 << 62, limit])
-    return [(r[0], json.loads(r[1])) for r in rows], total
+    return where, params
+
+
+async def outbox_total(db: Database, owner: str | None, kinds: tuple[str, ...]) -> int:
+    """How many activities the outbox serves; ``owner`` None means all actors."""
+    where, params = _outbox_where(owner, kinds)
+    return await db.fetchval(f"SELECT count(*) FROM activities WHERE {where}", params)
+
+
+async def outbox_page(db: Database, owner: str | None, kinds: tuple[str, ...], *,
+                      before: int | None = None, after: int | None = None,
+                      limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, activity) pairs, newest first: the newest older than ``before`` or, with
+    ``after``, the oldest newer than it; ``owner`` None means all actors."""
+    where, params = _outbox_where(owner, kinds)
+    if after is not None:
+        rows = await db.fetchall(f"SELECT seq, body FROM activities WHERE {where} AND seq > ?"
+                                 " ORDER BY seq LIMIT ?", [*params, after, limit])
+        rows.reverse()
+    else:
+        rows = await db.fetchall(
+            f"SELECT seq, body FROM activities WHERE {where} AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?", [*params, before if before is not None else 1 << 62,
+                                           limit])
+    return [(r[0], json.loads(r[1])) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +525,7 @@ class Delivery:
     attempts: int
     created_at: str
     body: str
+    activity_type: str
 
 
 async def claim_deliveries(db: Database, lease_seconds: float, limit: int) -> list[Delivery]:
@@ -532,25 +543,80 @@ async def claim_deliveries(db: Database, lease_seconds: float, limit: int) -> li
             return []
         marks = ",".join("?" * len(ids))
         cursor = await conn.execute(
-            "SELECT d.id, d.activity_id, d.inbox, d.signer, d.attempts, d.created_at, a.body"
+            "SELECT d.id, d.activity_id, d.inbox, d.signer, d.attempts, d.created_at, a.body,"
+            " a.type"
             f" FROM deliveries d JOIN activities a ON a.id = d.activity_id WHERE d.id IN ({marks})"
             " ORDER BY d.id", ids)
         rows = await cursor.fetchall()
     return [Delivery(*r) for r in rows]
 
 
-async def finish_delivery(db: Database, delivery_id: int, *, state: str, status: int | None,
-                          error: str | None, retry_at: str | None = None) -> None:
-    """Record one attempt: 'sent', 'failed', or 'queued' again at ``retry_at``."""
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One attempt's answer: 'sent', 'failed', or 'queued' again at ``retry_at``."""
+
+    delivery_id: int
+    state: str
+    status: int | None
+    error: str | None
+    retry_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A failing peer: its queued deliveries wait until ``until``; ``release`` ends those leases."""
+
+    inbox: str
+    until: str
+    release: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Cycle:
+    """What one cycle of the delivery worker learnt, recorded at its end in one write.
+
+    ``reached``: (inbox, host) of each peer that took a delivery (the peer's shared
+    inbox, or an actor's on ``host``); ``due``: inboxes whose held deliveries are
+    due at once, the peer having answered again.
+    """
+
+    attempted: list[Attempted] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    reached: list[tuple[str, str]] = field(default_factory=list)
+    due: list[str] = field(default_factory=list)
+
+
+async def record_cycle(db: Database, cycle: Cycle) -> None:
+    """A delivery cycle's answers, in one transaction (one commit, not one per POST).
+
+    A crash before it commits leaves the cycle's rows queued and leased: they go
+    again when the lease ends, and the peers drop what they already hold.
+    """
     now = timestamp()
     async with db.transaction() as conn:
-        await conn.execute(
+        await conn.executemany(
             "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_status = ?,"
             " last_error = ?, next_attempt_at = coalesce(?, next_attempt_at),"
             " first_failed_at = CASE WHEN ? = 'sent' THEN first_failed_at"
             "  ELSE coalesce(first_failed_at, ?) END,"
             " locked_until = NULL, state_changed = ? WHERE id = ?",
-            (state, status, error, retry_at, state, now, now, delivery_id))
+            [(a.state, a.status, a.error, a.retry_at, a.state, now, now, a.delivery_id)
+             for a in cycle.attempted])
+        for held in cycle.held:
+            await conn.execute(
+                "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?)"
+                " WHERE inbox = ? AND state = 'queued'", (held.until, held.inbox))
+            if held.release:
+                marks = ",".join("?" * len(held.release))
+                await conn.execute(
+                    f"UPDATE deliveries SET locked_until = NULL WHERE id IN ({marks})"
+                    " AND state = 'queued'", held.release)
+        await conn.executemany(
+            "UPDATE peers SET last_success_at = ? WHERE inbox = ? OR host = ?",
+            [(now, inbox, host) for inbox, host in cycle.reached])
+        await conn.executemany(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE inbox = ? AND state = 'queued'"
+            " AND next_attempt_at > ?", [(now, inbox, now) for inbox in cycle.due])
 
 
 async def delivery_of(db: Database, activity_id: str) -> tuple[str, int, str | None] | None:
@@ -721,30 +787,6 @@ async def actor_of(db: Database, owner: str) -> str | None:
     body = await db.fetchval("SELECT body FROM activities WHERE actor = ?"
                              " ORDER BY seq DESC LIMIT 1", (owner,))
     return json.loads(body).get("actor") if body else None
-
-
-# Holding and releasing a peer's deliveries (the delivery worker) -----------------
-
-async def hold_inbox(db: Database, inbox: str, until: str, release: list[int]) -> None:
-    """A failing peer: its queued deliveries wait until ``until``; ``release`` ends those leases."""
-    async with db.transaction() as conn:
-        await conn.execute(
-            "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?)"
-            " WHERE inbox = ? AND state = 'queued'", (until, inbox))
-        if release:
-            marks = ",".join("?" * len(release))
-            await conn.execute(
-                f"UPDATE deliveries SET locked_until = NULL WHERE id IN ({marks})"
-                " AND state = 'queued'", release)
-
-
-async def make_inbox_due(db: Database, inbox: str) -> None:
-    """A peer answered again: its held deliveries are due now."""
-    now = timestamp()
-    async with db.transaction() as conn:
-        await conn.execute(
-            "UPDATE deliveries SET next_attempt_at = ? WHERE inbox = ? AND state = 'queued'"
-            " AND next_attempt_at > ?", (now, inbox, now))
 
 
 async def get_actor_by_key(db: Database, key_id: str) -> RemoteActor | None:

@@ -173,20 +173,38 @@ async def node_actor_document(request: Request) -> Response:
     return ap_response(node_actor(fed.urls, await load_settings(fed.db), key.public_pem))
 
 
+def _seq(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
 async def _outbox(request: Request, owner: str | None, collection_id: str) -> Response:
+    """The collection (``first`` the newest page, ``last`` the oldest, as Mastodon pages),
+    or one page, newest first within it: ``?page=1``, ``?before=SEQ`` (older, linked as
+    ``next``) or ``?after=SEQ`` (newer, linked as ``prev``)."""
     db = _fed(request).db
-    before = request.query_params.get("before")
-    if "page" not in request.query_params and before is None:
-        _, total = await store.outbox_page(db, owner, PUBLIC_TYPES, None, 0)
-        return ap_response(ordered_collection(collection_id, total, f"{collection_id}?page=1"))
-    items, _ = await store.outbox_page(db, owner, PUBLIC_TYPES,
-                                       int(before) if before and before.isdigit() else None,
-                                       PAGE_SIZE)
-    page_id = f"{collection_id}?before={before}" if before else f"{collection_id}?page=1"
-    next_page = f"{collection_id}?before={items[-1][0]}" if len(items) == PAGE_SIZE else None
-    return ap_response(collection_page(page_id, collection_id,
-                                       [{k: v for k, v in a.items() if k != "@context"}
-                                        for _, a in items], next_page))
+    query = request.query_params
+    if not {"page", "before", "after"} & query.keys():
+        total = await store.outbox_total(db, owner, PUBLIC_TYPES)
+        return ap_response(ordered_collection(collection_id, total, f"{collection_id}?page=1")
+                           | {"last": f"{collection_id}?after=0"})
+    before, after = _seq(query.get("before")), _seq(query.get("after"))
+    if "after" in query:
+        after = after or 0
+        page_id = f"{collection_id}?after={after}"
+    else:
+        page_id = f"{collection_id}?before={before}" if before else f"{collection_id}?page=1"
+    items = await store.outbox_page(db, owner, PUBLIC_TYPES, before=None if after is not None
+                                    else before, after=after, limit=PAGE_SIZE)
+    full = len(items) == PAGE_SIZE
+    older = items and (after if after is not None else full)
+    newer = items and (full if after is not None else before)
+    document = collection_page(
+        page_id, collection_id, [{k: v for k, v in a.items() if k != "@context"}
+                                 for _, a in items],
+        f"{collection_id}?before={items[-1][0]}" if older else None)
+    if newer:
+        document["prev"] = f"{collection_id}?after={items[0][0]}"
+    return ap_response(document)
 
 
 async def node_outbox(request: Request) -> Response:

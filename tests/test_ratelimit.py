@@ -4,11 +4,19 @@ The flood between two real peers is in tests/test_attacks.py.
 """
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from federation.ratelimit import BURST, RATE, PeerRateLimits, retry_after, sender_of
+from node.cli import initialise
+from node.domain import EventDraft, Format
+from tests.helpers import draft, free_port, publish_listing, run_on, serving, wait_for
 
 
 class Clock:
@@ -166,3 +174,64 @@ def test_the_limit_follows_the_config_and_retry_after_says_when_to_come_back(
     page = admin.get("/admin/peers").text
     assert "Each peer may send this node 1 activities a second, and up to 3 at once" in page
     assert "<code>inbox_rate_per_second</code>, <code>inbox_burst</code>" in page
+
+
+def test_a_busy_peer_is_waited_for_and_gets_everything_later_each_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two real nodes. B takes one activity a second from each peer, four at once. A sends B
+    a group and four meetings at once: B answers 429 past its burst, A holds its deliveries
+    to B as Retry-After and its back-off say, then delivers the rest; B holds each once."""
+    a_port, b_port = free_port("127.0.0.1"), free_port("127.0.0.2")
+    initialise(tmp_path / "a", f"http://127.0.0.1:{a_port}")
+    initialise(tmp_path / "b", f"http://127.0.0.2:{b_port}")
+
+    def query(name: str, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = sqlite3.connect(f"file:{tmp_path / name / 'grassroots.db'}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def cli(name: str, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "node.cli", *args, "--data", str(tmp_path / name)],
+                       check=True, capture_output=True, timeout=60)
+
+    with serving(tmp_path / "a", "--dev", port=a_port) as (a_url, _):
+        monkeypatch.setenv("GRASSROOTS_INBOX_RATE_PER_SECOND", "1")
+        monkeypatch.setenv("GRASSROOTS_INBOX_BURST", "4")
+        with serving(tmp_path / "b", "--dev", host="127.0.0.2", port=b_port) as (b_url, _):
+            cli("b", "peers", "follow", a_url, "--dev")
+            wait_for(lambda: query("a", "SELECT follower FROM peers") == [("pending",)],
+                     "A to see B's request")
+            cli("a", "peers", "approve", f"127.0.0.2:{b_port}")
+            wait_for(lambda: query("b", "SELECT following FROM peers") == [("accepted",)],
+                     "B to be accepted")
+            time.sleep(4)  # B's bucket is full again: four at once, then one a second
+            start = (datetime.now(UTC) + timedelta(days=3)).replace(
+                minute=0, second=0, microsecond=0, tzinfo=None)
+            run_on(tmp_path / "a" / "grassroots.db", lambda db: publish_listing(
+                db, draft(name="Patient Circle"), *(EventDraft(
+                    title=f"Patient meeting {n}", description="",
+                    starts_at=start + timedelta(days=n), duration_minutes=60, timezone="UTC",
+                    rrule=None, format=Format.IN_PERSON) for n in range(4))))
+            inbox = f"{b_url}/inbox"
+            wait_for(lambda: query("a", "SELECT count(*) FROM deliveries WHERE inbox = ?"
+                                   " AND last_status = 429 AND state = 'queued'", (inbox,))
+                     == [(1,)], "B to answer 429 and A to keep the delivery")
+            [(held_until,)] = query("a", "SELECT next_attempt_at FROM deliveries"
+                                    " WHERE inbox = ? AND last_status = 429", (inbox,))
+            waiting = datetime.fromisoformat(held_until) - datetime.now(UTC)
+            assert waiting > timedelta(seconds=20)  # backed off, not hammering B
+            assert query("a", "SELECT count(*) FROM deliveries WHERE inbox = ?"
+                         " AND state = 'failed'", (inbox,)) == [(0,)]
+
+            wait_for(lambda: query("b", "SELECT count(*) FROM events e JOIN groups g"
+                                   " ON g.id = e.group_id WHERE g.name = 'Patient Circle'")
+                     == [(4,)], "every meeting on B", timeout=90)
+            assert query("a", "SELECT count(*), count(DISTINCT d.activity_id) FROM deliveries d"
+                         " JOIN activities a ON a.id = d.activity_id WHERE d.inbox = ?"
+                         " AND d.state = 'sent' AND a.type = 'Create'", (inbox,)) == [(5, 5)]
+            assert query("b", "SELECT count(*) FROM groups WHERE name = 'Patient Circle'") \
+                == [(1,)]
+            assert query("b", "SELECT count(DISTINCT title) FROM events WHERE title LIKE"
+                         " 'Patient meeting %'") == [(4,)]
