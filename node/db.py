@@ -155,6 +155,11 @@ class Database:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
 
+    async def data_version(self) -> int:
+        """A number that changes whenever anything is committed to the database (by this
+        node's writer or another process), as this open database sees it."""
+        return await self.fetchval("PRAGMA data_version")
+
 
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every stored moment: ISO 8601 UTC to the second
 

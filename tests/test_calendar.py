@@ -11,6 +11,7 @@ from dateutil.rrule import rrulestr
 from icalendar import Calendar
 
 from node.domain import EventDraft, Format, OccurrenceChange, Visibility
+from node.feeds import calendar as calendar_of
 from node.storage import events, groups, remote
 from node.storage.moderation import hide_listing
 from tests.helpers import draft
@@ -288,3 +289,23 @@ def test_home_page_lists_federated_meetings(visitor, node):
     assert "Harbour evening" in home
     assert f'/events/{node["peer"]}?on=' in home
     assert 'href="/events"' in home  # the calendar is in the navigation
+
+
+def test_the_node_calendar_is_built_once_between_changes_and_again_after_any(
+        visitor, node, run_db, monkeypatch):
+    from node.web import feeds
+    built = []
+    monkeypatch.setattr(feeds, "calendar", lambda **kw: built.append(kw["url"])
+                        or calendar_of(**kw))
+    anyone = visitor()
+    first = anyone.get("/events.ics").content
+    assert anyone.get("/events.ics").content == first
+    assert b"Harbour evening" in first and len(built) == 1  # the second was the first's bytes
+    searched = anyone.get("/events.ics?topic=grief").content
+    assert b"Grief evening" in searched and b"Harbour evening" not in searched
+    assert len(built) == 2  # a saved search is its own calendar
+
+    run_db(lambda db: hide_listing(db, PEER_EVENT))
+    after = anyone.get("/events.ics").content
+    assert b"Harbour evening" not in after and b"Grief evening" in after
+    assert len(built) == 3

@@ -351,8 +351,11 @@ async def upcoming_meetings(
     ``federated`` its peers' listed groups too; a group page asks for its own meetings
     whatever its visibility, ``with_cancelled`` to show its cancelled ones, marked.
     """
-    where = ["o.ends_utc >= ?", LISTED_EVENT]
-    params: list[object] = [timestamp()]
+    now = datetime.now(UTC)
+    # Read in time order from the time index: one not ended began within the longest
+    # a meeting lasts (a day: the forms and federation both cap it).
+    where = ["o.starts_utc >= ?", "o.ends_utc >= ?", LISTED_EVENT]
+    params: list[object] = [stamp(now - timedelta(days=1)), stamp(now)]
     if not with_cancelled:
         where.append("o.cancelled = 0")
     if group_id is not None:

@@ -5,6 +5,7 @@ import re
 import sqlite3
 import unicodedata
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
@@ -541,12 +542,18 @@ async def directory_choices(db: Database) -> dict[str, list[str]]:
     return choices
 
 
-async def listed_groups(db: Database, limit: int | None = None) -> list[Group]:
+async def listed_groups(db: Database, limit: int | None = None,
+                        among: Collection[int] | None = None) -> list[Group]:
     """The public groups the directory lists, this node's and its peers', with their tags,
-    most recently updated first (feeds)."""
+    most recently updated first (feeds); ``among``: only those of these ids."""
+    condition, params = "", []
+    if among is not None:
+        condition = f" AND g.id IN ({','.join('?' * len(among))})"
+        params = list(among)
     rows = await db.fetchall(
-        f"SELECT g.* FROM groups g WHERE g.visibility = 'public' AND {LISTED}"
-        " ORDER BY g.updated_at DESC, g.name LIMIT ?", (-1 if limit is None else limit,))
+        f"SELECT g.* FROM groups g WHERE g.visibility = 'public' AND {LISTED}{condition}"
+        " ORDER BY g.updated_at DESC, g.name LIMIT ?",
+        (*params, -1 if limit is None else limit))
     tags = await _tags_for(db, [r["id"] for r in rows])
     return [_group(r, tags[r["id"]]) for r in rows]
 

@@ -1,7 +1,9 @@
 """Feeds people subscribe to: the node's and each group's calendar, the Atom feed."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
+from weakref import WeakKeyDictionary
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -62,19 +64,59 @@ def _self_url(request: Request) -> str:
     return f"{request.state.config.public_url}{request.url.path}" + (f"?{search}" if search else "")
 
 
+class _Built:
+    """Node calendars as last built, each good while nothing in the database changed and
+    within the hour it was built in (the soonest series move with time): the subscribers
+    polling a hub's calendar cost one build between changes, not one each."""
+
+    SIZE = 16  # calendars kept: the node's and the saved searches asked for most lately
+
+    def __init__(self) -> None:
+        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        body = self._bodies.get(key)
+        if body is not None:
+            self._bodies.move_to_end(key)
+        return body
+
+    def keep(self, key: tuple[object, ...], body: bytes) -> None:
+        self._bodies[key] = body
+        while len(self._bodies) > self.SIZE:
+            self._bodies.popitem(last=False)
+
+
+_built: WeakKeyDictionary[object, _Built] = WeakKeyDictionary()  # one per open database
+
+
 async def node_calendar(request: Request) -> Response:
     """The meetings of the public groups the node lists, its own and its peers', or of
     those a saved search (the directory's filters) matches: the `CALENDAR_SERIES` series
     meeting soonest, so a hub's calendar stays a bounded piece of work."""
     db = request.state.db
+    built = _built.setdefault(db, _Built())
+    key = (await db.data_version(), datetime.now(UTC).strftime("%Y%m%d%H"),
+           str(request.url.query), request.state.config.public_url)
+    body = built.get(key)
+    if body is None:
+        body = await _node_calendar(request)
+        built.keep(key, body)
+    return Response(body, media_type=CALENDAR_TYPE)
+
+
+async def _node_calendar(request: Request) -> bytes:
+    db = request.state.db
     public_url = request.state.config.public_url
     query = await _saved_search(request)
-    groups = await _searched_groups(request, query)
+    # Either way, the series meeting soonest; a saved search's among its groups' only.
+    if query != DirectoryQuery():
+        groups = await _searched_groups(request, query)
+        series = await series_of_groups(db, sorted(g.id for g in groups), CALENDAR_SERIES)
+    else:
+        series = await listed_series(db, CALENDAR_SERIES)
+        groups = await listed_groups(db, among={s.event.group_id for s in series})
     listed = {group.id for group in groups}
-    # A saved search reads its groups' series only; either way, the soonest-meeting ones.
-    series = (await series_of_groups(db, sorted(listed), CALENDAR_SERIES)
-              if query != DirectoryQuery() else await listed_series(db, CALENDAR_SERIES))
-    body = await run_in_threadpool(  # building it is all CPU: other requests go on meanwhile
+    return await run_in_threadpool(  # building it is all CPU: other requests go on meanwhile
         calendar,
         name=(await load_settings(db)).name,
         url=_self_url(request),
@@ -83,7 +125,6 @@ async def node_calendar(request: Request) -> Response:
         # A group listed between the two reads waits for the next fetch.
         series=[s for s in series if s.event.group_id in listed],
     )
-    return Response(body, media_type=CALENDAR_TYPE)
 
 
 async def group_calendar(request: Request) -> Response:
