@@ -183,6 +183,46 @@ def load(port: int, concurrency: int, requests: list[bytes], count: int | None =
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def get_request(path: str) -> bytes:
+    """A GET as a browser's keep-alive connection sends it, as raw bytes."""
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAccept: text/html\r\n\r\n".encode()
+
+
+def browsed(slug: str) -> list[str]:
+    """What people browse while a node works: the directory, a group, the calendar's month
+    and agenda. (A calendar feed is fetched by calendar programs, hourly: ``bench.pages``
+    measures it under load.)"""
+    return ["/groups", f"/groups/{slug}", "/events", "/events?view=agenda"]
+
+
+@contextmanager
+def browsing(port: int, paths: Sequence[str], rate: float, workdir: Path,
+             concurrency: int = 4, most_seconds: float = 600) -> Iterator[dict[str, Any]]:
+    """People browsing ``paths`` (in turn) at ``rate`` requests a second while the block runs.
+
+    Yields a dict that holds, once the block has ended, the load generator's
+    report: statuses, rate and latency percentiles (``p95_ms``).
+    """
+    requests = [get_request(path) for path in paths]
+    with tempfile.NamedTemporaryFile(suffix=".pickle", dir=workdir, delete=False) as file:
+        pickle.dump(requests, file)
+    report: dict[str, Any] = {}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.loadgen", HOST, str(port), str(concurrency), file.name,
+         str(int(rate * most_seconds)), str(rate)],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        yield report
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+        os.unlink(file.name)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed: {err[-2000:]}")
+    report.update(json.loads(out.strip().splitlines()[-1]))
+
+
 # Statistics ---------------------------------------------------------------------
 
 def median(values: Sequence[float]) -> float:

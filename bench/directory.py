@@ -22,9 +22,8 @@ from urllib.parse import urlencode
 
 from bench import corpus
 from bench.common import median, percentile, scratch
-from bench.dataset import build
+from bench.dataset import node_holding
 from node.app import create_app
-from node.cli import initialise
 from node.config import load_config
 from node.db import Database
 from node.domain import ACCESSIBILITY, Cost, Format
@@ -172,9 +171,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     scale = 0.02 if quick else 1.0
     with scratch("directory") as tmp:
         data = tmp / "node"
-        initialise(data, "http://127.0.0.1:8000")
-        built = asyncio.run(build(load_config(data).db_path, int(10_000 * scale),
-                                  int(100_000 * scale)))
+        built = node_holding(data, int(10_000 * scale), int(100_000 * scale))
         queries = mixed_queries(2 if quick else 40)
         result = asyncio.run(measure(data, queries, rounds=1 if quick else 3))
     result.update(groups=built.groups, meetings=built.meetings, occurrences=built.occurrences,

@@ -3,18 +3,20 @@
 Each of ``concurrency`` connections keeps one request in flight and sends the
 next as soon as the answer is complete. Requests are raw bytes built (and
 signed) beforehand, so the timed loop does no JSON, no signing and no header
-building. Run as its own process, so it never shares a GIL with what it
+building. Each request's latency runs from its write until its answer is
+complete. Run as its own process, so it never shares a GIL with what it
 measures: ``python -m bench.loadgen HOST PORT CONCURRENCY FILE [COUNT [RATE]]``
-where FILE is a pickled list of requests (sent in order, each once, or the
-first one COUNT times), at most RATE a second if given (the n-th request is
+where FILE is a pickled list of requests (sent in order, each once, or
+in turn COUNT times), at most RATE a second if given (the n-th request is
 not sent before n / RATE seconds). Prints one JSON line: statuses, elapsed and
-CPU time.
+CPU time, and latency percentiles in milliseconds.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import pickle
+import signal
 import sys
 import time
 from collections import Counter
@@ -27,6 +29,7 @@ class _Connection(asyncio.Protocol):
         self._run = run
         self._buffer = bytearray()
         self._transport: asyncio.WriteTransport | None = None
+        self._sent_at = 0.0
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -42,14 +45,18 @@ class _Connection(asyncio.Protocol):
             return
         early = self._run.early()
         if early > 0:
-            asyncio.get_running_loop().call_later(early, self._transport.write, request)
+            asyncio.get_running_loop().call_later(early, self._write, request)
         else:
-            self._transport.write(request)
+            self._write(request)
+
+    def _write(self, request: bytes) -> None:
+        self._sent_at = time.perf_counter()
+        self._transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         while (message := take_message(self._buffer)) is not None:
-            self._run.answered(int(message[0][0][9:12]))
+            self._run.answered(int(message[0][0][9:12]), time.perf_counter() - self._sent_at)
             self._send_next()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -65,6 +72,11 @@ class _Run:
         self._next = 0
         self.started = time.perf_counter()
         self.statuses: Counter[int] = Counter()
+        self.latencies: list[float] = []
+
+    def finish(self) -> None:
+        """Send no more requests; those in flight are still awaited."""
+        self._count = self._next
 
     def early(self) -> float:
         """How long before its time the request just taken is (0 when not paced)."""
@@ -75,12 +87,13 @@ class _Run:
     def next_request(self) -> bytes | None:
         if self._next >= self._count:
             return None
-        request = self._requests[self._next if len(self._requests) > 1 else 0]
+        request = self._requests[self._next % len(self._requests)]
         self._next += 1
         return request
 
-    def answered(self, status: int) -> None:
+    def answered(self, status: int, latency: float) -> None:
         self.statuses[status] += 1
+        self.latencies.append(latency)
 
 
 async def run(host: str, port: int, concurrency: int, requests: list[bytes],
@@ -91,6 +104,7 @@ async def run(host: str, port: int, concurrency: int, requests: list[bytes],
     for _ in range(min(concurrency, count)):
         _, protocol = await loop.create_connection(lambda: _Connection(job), host, port)
         connections.append(protocol)
+    loop.add_signal_handler(signal.SIGTERM, job.finish)
     started, cpu = time.perf_counter(), time.process_time()
     job.started = started
     for connection in connections:
@@ -98,8 +112,14 @@ async def run(host: str, port: int, concurrency: int, requests: list[bytes],
     await asyncio.gather(*(c.closed for c in connections))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     answered = sum(job.statuses.values())
+    ordered = sorted(job.latencies)
+
+    def ms(p: float) -> float:  # nearest rank
+        return ordered[max(0, -(-len(ordered) * p // 100) - 1)] * 1000 if ordered else 0.0
+
     return {"answered": answered, "statuses": {str(k): v for k, v in job.statuses.items()},
-            "elapsed": elapsed, "cpu": cpu, "rate": answered / elapsed}
+            "elapsed": elapsed, "cpu": cpu, "rate": answered / elapsed,
+            "p50_ms": ms(50), "p95_ms": ms(95), "p99_ms": ms(99), "max_ms": ms(100)}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The benchmarks still run: ``bench/run.py --quick --json`` end to end, in seconds.
+"""The benchmarks still run: ``bench/run.py --quick --json`` end to end, in a minute or two.
 
 The quick figures come from toy sizes and mean nothing; this only proves every
 benchmark starts its processes, measures, checks its own results and reports.
@@ -19,9 +19,16 @@ FIGURES = {  # key: (lowest, highest) that a working quick run can report
     "directory_p95_ms": (0.01, 10_000.0),
     "fanout_s": (0.001, 120.0),
     "fanout_rss_mb": (5.0, 2_000.0),
+    "fanout_pages_p95_ms": (0.01, 10_000.0),
     "idle_rss_mb": (5.0, 2_000.0),
     "startup_s": (0.01, 60.0),
     "sustained_applied_ratio": (0.0, 10.0),
+    "pages_lowest_ratio": (0.0, 10.0),
+    "pages_highest_p95_ms": (0.01, 60_000.0),
+    "curve_worst_growth": (0.0, 1_000.0),
+    "backfill_s": (0.01, 300.0),
+    "backfill_rss_mb": (5.0, 2_000.0),
+    "backfill_pages_p95_ms": (0.01, 60_000.0),
 }
 
 
