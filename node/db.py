@@ -170,7 +170,10 @@ def stamp(moment: datetime) -> str:
 
 
 def parse_stamp(text: str) -> datetime:
-    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+    """A stored moment (``STAMP_FORMAT`` only); ValueError for anything else."""
+    if len(text) != 20 or text[10] != "T" or text[19] != "Z":
+        raise ValueError(f"not a stored moment: {text!r}")
+    return datetime.fromisoformat(text)  # a tenth of strptime's cost, read by every page
 
 
 def timestamp() -> str:

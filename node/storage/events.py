@@ -34,7 +34,10 @@ REFRESH_BATCH = 50  # series re-expanded per write, so a refresh holds the write
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 def parse_local(text: str) -> datetime:
-    return datetime.strptime(text, LOCAL_FORMAT)
+    """A stored local start (``LOCAL_FORMAT`` only); ValueError for anything else."""
+    if len(text) != 16 or text[10] != "T":
+        raise ValueError(f"not a stored local time: {text!r}")
+    return datetime.fromisoformat(text)
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -352,8 +355,8 @@ async def upcoming_meetings(
     whatever its visibility, ``with_cancelled`` to show its cancelled ones, marked.
     """
     now = datetime.now(UTC)
-    # Read in time order from the time index: one not ended began within the longest
-    # a meeting lasts (a day: the forms and federation both cap it).
+    # One not ended began within the longest a meeting lasts (a day: the forms and
+    # federation both cap it), so the time index is walked from there.
     where = ["o.starts_utc >= ?", "o.ends_utc >= ?", LISTED_EVENT]
     params: list[object] = [stamp(now - timedelta(days=1)), stamp(now)]
     if not with_cancelled:
@@ -366,8 +369,10 @@ async def upcoming_meetings(
         if not federated:
             where.append("g.origin IS NULL")
     rows = await db.fetchall(
-        f"SELECT {MEETING_COLUMNS} FROM occurrences o JOIN events e ON e.id = o.event_id"
-        f" JOIN groups g ON g.id = o.group_id {MOVED_JOIN} WHERE " + " AND ".join(where)
+        # CROSS JOIN: occurrences first, in time order (a few rows to the LIMIT); left to
+        # choose, the planner reads every listed group's and sorts them (166 → 2 ms).
+        f"SELECT {MEETING_COLUMNS} FROM occurrences o CROSS JOIN events e ON e.id = o.event_id"
+        f" CROSS JOIN groups g ON g.id = o.group_id {MOVED_JOIN} WHERE " + " AND ".join(where)
         + " ORDER BY o.starts_utc LIMIT ?",
         [*params, limit],
     )
