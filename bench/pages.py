@@ -12,9 +12,6 @@ pages in the same run. Every answer must be a 200.
 """
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +19,11 @@ from bench.common import (
     HOST,
     free_port,
     get_request,
-    get_status,
     load,
     memory_mb,
+    node_process,
     query,
     scratch,
-    spawn,
-    stop,
-    wait_until,
 )
 from bench.dataset import node_holding
 from bench.inbox import CONCURRENCY, HELLO, _serving
@@ -59,23 +53,6 @@ def page_kinds(db_path: Path) -> dict[str, list[str]]:
     }
 
 
-@contextmanager
-def _node(data: Path, port: int) -> Iterator[subprocess.Popen]:
-    """``grassroots serve --dev`` on ``data`` until the block ends, ready once /healthz
-    answers: its home page takes seconds at 100,000 groups, longer than a readiness poll
-    waits."""
-    proc = spawn(["-m", "node.cli", "serve", "--data", str(data), "--host", HOST, "--port",
-                  str(port), "--url", f"http://{HOST}:{port}", "--dev"], log=data / "node.log")
-    try:
-        wait_until(lambda: proc.poll() is not None or get_status(port, "/healthz") == 200,
-                   "the node to answer /healthz", 120)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the node exited with {proc.returncode} (see {data}/node.log)")
-        yield proc
-    finally:
-        stop(proc)
-
-
 def _round_size(rate: float, quick: bool) -> int:
     """Requests for a round of about four seconds at the warm-up's rate; at least
     ``SLOW_ROUND`` (a page that takes seconds is measured in minutes, not hours)."""
@@ -90,7 +67,7 @@ def measure(data: Path, quick: bool = False) -> dict[str, Any]:
     with _serving(data, "bench.hello") as hello_port:
         hellos = [load(hello_port, CONCURRENCY, [HELLO], hello_count)]
         port = free_port()
-        with _node(data, port) as node:
+        with node_process(data, port, "--url", f"http://{HOST}:{port}") as node:
             pages: dict[str, dict[str, Any]] = {}
             for kind, paths in kinds.items():
                 requests = [get_request(path) for path in paths]
