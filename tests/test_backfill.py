@@ -120,8 +120,11 @@ def followed(tmp_path_factory) -> Iterator[tuple[Node, Node, tuple[int, int]]]:
         stack.enter_context(serving(tmp / "ours", "--dev", port=our_port))
         ours = Node(tmp / "ours", our_url, f"127.0.0.1:{our_port}")
         ours.cli("peers", "follow", peer.url, "--dev")
-        wait_for(lambda: _counts(ours, peer.host) == (300, 2000), "every listing on our node",
-                 timeout=240)
+        # The meeting's Update is the outbox's newest item: the walk's last.
+        last = f"{peer.url}/events/{edited[1]}"
+        wait_for(lambda: _counts(ours, peer.host) == (300, 2000) and ours.query(
+            "SELECT title FROM events WHERE ap_id = ?", (last,)) == [(RETITLED,)],
+            "every listing on our node, the newest last", timeout=240)
         yield peer, ours, edited
 
 
