@@ -7,6 +7,7 @@ and templates translate without passing it around.
 """
 from __future__ import annotations
 
+import functools
 import gettext as stdlib_gettext
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,10 +168,15 @@ def format_number(value: int | float) -> str:
 
 def language_name(code: str) -> str:
     """A language tag as its name in the visitor's language ('de' → 'German'); else the tag."""
+    return _language_name(code, current_language())
+
+
+@functools.lru_cache(maxsize=4096)
+def _language_name(code: str, language: str) -> str:
     from babel import Locale, UnknownLocaleError
 
     try:
-        name = Locale.parse(code.replace("-", "_")).get_display_name(current_language())
+        name = Locale.parse(code.replace("-", "_")).get_display_name(language)
     except (UnknownLocaleError, ValueError, TypeError):
         return code
     return name or code

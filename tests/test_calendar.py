@@ -309,3 +309,46 @@ def test_the_node_calendar_is_built_once_between_changes_and_again_after_any(
     after = anyone.get("/events.ics").content
     assert b"Harbour evening" not in after and b"Grief evening" in after
     assert len(built) == 3
+
+
+BUSY_DAY = FIRST.date() + timedelta(days=1)  # a Wednesday with nothing else on it
+
+
+@pytest.mark.parametrize("few_groups", [500, 0], ids=["by group", "in time order"])
+def test_a_busy_day_shows_its_first_meetings_and_links_to_the_rest(
+        visitor, node, run_db, facilitator_id, monkeypatch, few_groups):
+    """Both ways of reading the calendar (a few groups' meetings, or every meeting in time
+    order) show the same: a month cell holds four, its agenda day all of them."""
+    from node.storage import calendar as storage_calendar
+    from node.web import calendar as calendar_page
+    monkeypatch.setattr(storage_calendar, "FEW_GROUPS", few_groups)
+    names = ["Fern", "Elm", "Dune", "Cove", "Birch", "Ash"]  # created in the reverse order
+
+    async def busy(db):
+        for n, name in enumerate(names):
+            slug = await groups.create_group(db, draft(
+                name=name, topics=("grief",) if n % 2 else ("anxiety",)), facilitator_id)
+            await events.create_event(db, (await groups.get_group(db, slug)).id, weekly(
+                f"{name} noon", rrule=None, starts_at=datetime.combine(BUSY_DAY, time(12))))
+
+    run_db(busy)
+    anyone = visitor()
+    month = anyone.get(f"/events?month={month_of(BUSY_DAY)}").text
+    cell = month_cells(month)[BUSY_DAY.isoformat()]
+    shown = re.findall(r"</span> (\w+) noon</a>", cell)
+    assert len(shown) == calendar_page.MONTH_PER_DAY == 4
+    assert shown == sorted(shown)  # same time: by group name
+    more = f'href="/events?view=agenda&amp;from={BUSY_DAY}"'
+    assert more in cell and f"More meetings on {BUSY_DAY:%d %B}" in cell
+    other = month_cells(month)[(BUSY_DAY + timedelta(days=1)).isoformat()]
+    assert "More meetings" not in other
+
+    agenda = anyone.get(f"/events?view=agenda&from={BUSY_DAY}").text
+    day = agenda.split(f'<h3><time datetime="{BUSY_DAY}">', 1)[1].split("<h3>", 1)[0]
+    assert re.findall(r"</span> (\w+) noon</a>", day) == sorted(names)
+    assert "This day has more meetings" not in day
+
+    grief = anyone.get(f"/events?month={month_of(BUSY_DAY)}&topic=grief").text
+    cell = month_cells(grief)[BUSY_DAY.isoformat()]
+    assert re.findall(r"</span> (\w+) noon</a>", cell) == ["Ash", "Cove", "Elm"]
+    assert "More meetings" not in cell

@@ -23,10 +23,12 @@ ZONE_REACH = timedelta(days=1)
 FEW_GROUPS = 500
 
 
-def _groups(query: DirectoryQuery, viewer: Account | None) -> tuple[list[str], list[object]]:
+def _groups(query: DirectoryQuery, viewer: Account | None,
+            walking: bool = False) -> tuple[list[str], list[object]]:
     """The directory's conditions on ``g`` (its dates are the calendar's window instead),
     its free text as one more."""
-    where, params = directory_filter(replace(query, date_from="", date_to=""), viewer)
+    where, params = directory_filter(replace(query, date_from="", date_to=""), viewer,
+                                     walking)
     match = fts_query(query.q)
     if match:
         where.append("g.id IN (SELECT rowid FROM groups_fts WHERE groups_fts MATCH ?)")
@@ -37,19 +39,27 @@ def _groups(query: DirectoryQuery, viewer: Account | None) -> tuple[list[str], l
 async def _scope(db: Database, query: DirectoryQuery,
                  viewer: Account | None) -> tuple[str, list[object]]:
     """SQL for occurrences starting in [?, ?) of the groups the search keeps, but the
-    meetings an admin hid, soonest first, at most ?; and its parameters but those three."""
+    meetings an admin hid, soonest first, at most ?; and its parameters but those three.
+
+    Ties go by group id, the time index's own order: a busy hour's first few are read
+    without sorting all of its meetings (``in_order`` sorts them for the page)."""
     where, params = _groups(query, viewer)
     condition = " AND ".join(where)
     few = await db.fetchval(
         f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?)",
         [*params, FEW_GROUPS + 1]) <= FEW_GROUPS
-    source = ("groups g CROSS JOIN occurrences o INDEXED BY occurrences_group"
-              " ON o.group_id = g.id" if few else
-              "occurrences o INDEXED BY occurrences_time CROSS JOIN groups g ON g.id = o.group_id")
+    if few:
+        source = ("groups g CROSS JOIN occurrences o INDEXED BY occurrences_group"
+                  " ON o.group_id = g.id")
+    else:
+        source = ("occurrences o INDEXED BY occurrences_time"
+                  " CROSS JOIN groups g ON g.id = o.group_id")
+        where, params = _groups(query, viewer, walking=True)
+        condition = " AND ".join(where)
     sql = (f"SELECT {MEETING_COLUMNS} FROM {source} JOIN events e ON e.id = o.event_id"
            f" {MOVED_JOIN} WHERE {condition} AND {LISTED_EVENT} AND {LISTED_OCCURRENCE}"
            " AND o.starts_utc >= ? AND o.starts_utc < ?"
-           " ORDER BY o.starts_utc, g.name, o.event_id LIMIT ?")
+           " ORDER BY o.starts_utc, o.group_id LIMIT ?")
     return sql, params
 
 
@@ -60,7 +70,12 @@ async def meetings_between(
     """The first ``limit`` occurrences (cancelled ones marked) starting in [start, end)."""
     sql, params = await _scope(db, query, viewer)
     rows = await db.fetchall(sql, [*params, stamp(start), stamp(end), limit])
-    return [upcoming_meeting(r) for r in rows]
+    return in_order([upcoming_meeting(r) for r in rows])
+
+
+def in_order(meetings: list[UpcomingMeeting]) -> list[UpcomingMeeting]:
+    """Soonest first; at the same time, by group name."""
+    return sorted(meetings, key=lambda m: (m.starts_utc, m.group_name, m.event.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +95,11 @@ async def meetings_by_day(
     db: Database, query: DirectoryQuery, viewer: Account | None,
     first: date, last: date, per_day: int,
 ) -> MeetingDays:
-    """The occurrences of the days ``first`` to ``last``, at most about ``per_day`` a day.
+    """The occurrences of the days ``first`` to ``last``, at most ``per_day`` a day.
 
     One statement: a bounded read per UTC day, so a busy month costs ``per_day`` rows a
-    day, not every meeting of the month.
+    day, not every meeting of the month. A day is in ``more`` when it had more to show,
+    or when a UTC day it overlaps had more than was read.
     """
     sql, params = await _scope(db, query, viewer)
     utc_days = [first - ZONE_REACH + timedelta(days=n)
@@ -103,7 +119,8 @@ async def meetings_by_day(
         if first <= day <= last:
             days[day].append(meeting)
     more = {day for day, count in read.items() if count > per_day and first <= day <= last}
-    return MeetingDays(dict(days), more)
+    more |= {day for day, found in days.items() if len(found) > per_day}
+    return MeetingDays({day: in_order(found)[:per_day] for day, found in days.items()}, more)
 
 
 async def matching_group_ids(db: Database, query: DirectoryQuery) -> set[int]:

@@ -405,10 +405,14 @@ class DirectoryPage:
 
 
 def directory_filter(
-    query: DirectoryQuery, viewer: Account | None
+    query: DirectoryQuery, viewer: Account | None, walking: bool = False
 ) -> tuple[list[str], list[object]]:
     """SQL conditions on ``groups g`` (and their parameters) for every filter of ``query``
-    but its free text: listed groups the viewer may see (the directory, the calendar)."""
+    but its free text: listed groups the viewer may see (the directory, the calendar).
+
+    ``walking``: for a walk of occurrences in time order, each row's group has its tags
+    looked up, instead of each tag's groups listed first (thousands, for a common topic).
+    """
     where = ["(g.visibility = 'public'"
              + (" OR (g.visibility = 'private' AND g.id IN (SELECT group_id FROM memberships"
                 "  WHERE account_id = ? AND status = 'active'))" if viewer else "")
@@ -418,7 +422,9 @@ def directory_filter(
     tag_filters += [("accessibility", value) for value in query.accessibility]
     for kind, value in tag_filters:
         if value:
-            where.append("g.id IN (SELECT group_id FROM group_tags WHERE kind = ? AND value = ?)")
+            where.append("EXISTS (SELECT 1 FROM group_tags t WHERE t.kind = ? AND t.value = ?"
+                         " AND t.group_id = g.id)" if walking else
+                         "g.id IN (SELECT group_id FROM group_tags WHERE kind = ? AND value = ?)")
             params += [kind, value]
     for column, value in (("format", query.format), ("cost", query.cost)):
         if value:

@@ -23,8 +23,8 @@ from node.web.templating import render
 MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 AGENDA_DAYS = 7
-MONTH_PER_DAY = 12  # a busy day links to its agenda for the rest
-AGENDA_PER_DAY = 100
+MONTH_PER_DAY = 4  # a busy day links to its agenda for the rest
+AGENDA_PER_DAY = 25  # a busier day asks for narrower filters
 
 
 @dataclass(frozen=True, slots=True)

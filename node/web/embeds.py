@@ -58,7 +58,7 @@ def _json(name: str, url: str, meetings: list[PublicMeeting], public_url: str) -
 async def _fragment(request: Request, name: str, url: str, meetings: list[PublicMeeting],
                     node_wide: bool) -> HTMLResponse:
     # Rendered without the page's session: nothing per visitor, no cookie.
-    html = await environment.get_template("embed_meetings.html").render_async({
+    html = environment.get_template("embed_meetings.html").render({
         "name": name, "url": url, "node_wide": node_wide,
         "meetings": [(m, plain_when(m.start, m.end)) for m in meetings],
         "public_url": request.state.config.public_url,

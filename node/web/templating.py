@@ -55,7 +55,6 @@ environment = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
-    enable_async=True,
     extensions=["jinja2.ext.i18n"],
 )
 i18n.install(environment)
@@ -96,5 +95,5 @@ async def render(
     }
     # What the last action said first, then what this page says.
     page["messages"] = [*request.session.pop(FLASH_KEY, []), *page.get("messages", [])]
-    html = await environment.get_template(template).render_async(page)
+    html = environment.get_template(template).render(page)
     return HTMLResponse(html, status_code=status)
