@@ -416,35 +416,49 @@ async def backfill(fed: Federation, outbox_url: str, host: str) -> int:
 
 
 async def _oldest_first(fed: Federation, url: str, host: str, auth: Any) -> int:
-    """Apply page after page from the oldest, each page's items oldest first."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BACKFILL_SECONDS
+    """Apply page after page from the oldest, each page's items oldest first; the next
+    page is asked for while one is applied."""
+    deadline = asyncio.get_running_loop().time() + BACKFILL_SECONDS
     applied = items = 0
-    next_url: str | None = url
     read: set[str] = set()
-    for _ in range(MAX_OLDEST_FIRST_PAGES):
-        if not next_url or host_of(next_url) != host or next_url in read:
-            return applied
-        read.add(next_url)
-        if items >= MAX_OLDEST_FIRST_ITEMS or loop.time() > deadline:
-            break
-        peer = await store.get_peer(fed.db, host)
-        if peer is None or peer.following != "accepted":
-            log.info("backfill from %s stopped: no longer followed", host)
-            return applied
-        try:
-            page = (await fed.fetcher.get_json(next_url, auth=auth)).document
-        except FetchError as e:
-            log.warning("backfill from %s stopped: %s", host, e.reason)
-            return applied
-        found = [i for i in page.get("orderedItems", []) if isinstance(i, dict)]
-        found = found[:MAX_OLDEST_FIRST_ITEMS - items]
-        items += len(found)
-        applied += await _apply_items(fed, list(reversed(found)), host)
-        next_url = first_id(page.get("prev"))
-    if next_url and host_of(next_url) == host and next_url not in read:
-        log.warning("backfill from %s stopped at its bounds (%d items read)", host, items)
+    coming = await _next_page(fed, url, host, auth, read, items, deadline)
+    try:
+        while coming is not None:
+            try:
+                page = (await coming).document
+            except FetchError as e:
+                log.warning("backfill from %s stopped: %s", host, e.reason)
+                return applied
+            found = [i for i in page.get("orderedItems", []) if isinstance(i, dict)]
+            found = found[:MAX_OLDEST_FIRST_ITEMS - items]
+            items += len(found)
+            coming = await _next_page(fed, first_id(page.get("prev")), host, auth, read,
+                                      items, deadline)
+            applied += await _apply_items(fed, list(reversed(found)), host)
+    finally:
+        if coming is not None:  # cancelled, or an item failed
+            coming.cancel()
+            await asyncio.gather(coming, return_exceptions=True)
     return applied
+
+
+async def _next_page(fed: Federation, url: str | None, host: str, auth: Any, read: set[str],
+                     items: int, deadline: float) -> asyncio.Task | None:
+    """The fetch of the page at ``url``, under way; None where the walk ends: no such
+    page, one off the peer's host or read before, a peer no longer followed, or the
+    walk's bounds reached (pages, items, time)."""
+    if not url or host_of(url) != host or url in read:
+        return None
+    if len(read) >= MAX_OLDEST_FIRST_PAGES or items >= MAX_OLDEST_FIRST_ITEMS \
+            or asyncio.get_running_loop().time() > deadline:
+        log.warning("backfill from %s stopped at its bounds (%d items read)", host, items)
+        return None
+    peer = await store.get_peer(fed.db, host)
+    if peer is None or peer.following != "accepted":
+        log.info("backfill from %s stopped: no longer followed", host)
+        return None
+    read.add(url)
+    return asyncio.create_task(fed.fetcher.get_json(url, auth=auth))
 
 
 async def _newest_pages(fed: Federation, collection: dict[str, Any], outbox_url: str,
