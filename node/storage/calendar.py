@@ -36,10 +36,30 @@ def _groups(query: DirectoryQuery, viewer: Account | None,
     return where, params
 
 
-async def _scope(db: Database, query: DirectoryQuery,
-                 viewer: Account | None) -> tuple[str, list[object]]:
+@dataclass(frozen=True, slots=True)
+class Scope:
     """SQL for occurrences starting in [?, ?) of the groups the search keeps, but the
-    meetings an admin hid, soonest first, at most ?; and its parameters but those three.
+    meetings an admin hid, soonest first, at most ?: ``part``, to be run once or once a
+    day after ``head`` (a WITH clause, or nothing); the parameters of each but those three.
+    """
+
+    head: str
+    head_params: list[object]
+    part: str
+    part_params: list[object]
+
+    def run(self, windows: list[tuple[datetime, datetime]], limit: int) -> tuple[str, list]:
+        """One statement for the windows: at most ``limit`` occurrences from each."""
+        values = list(self.head_params)
+        for start, end in windows:
+            values += [*self.part_params, stamp(start), stamp(end), limit]
+        parts = " UNION ALL ".join([f"SELECT * FROM ({self.part})"] * len(windows))
+        return f"{self.head} {parts}", values
+
+
+async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None) -> Scope:
+    """Few groups: theirs are found once, then each one's meetings by the group index.
+    Many: the occurrences are walked in time order, each row's group checked.
 
     Ties go by group id, the time index's own order: a busy hour's first few are read
     without sorting all of its meetings (``in_order`` sorts them for the page)."""
@@ -48,19 +68,20 @@ async def _scope(db: Database, query: DirectoryQuery,
     few = await db.fetchval(
         f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?)",
         [*params, FEW_GROUPS + 1]) <= FEW_GROUPS
+    meetings = (f"JOIN events e ON e.id = o.event_id {MOVED_JOIN} WHERE {LISTED_EVENT}"
+                f" AND {LISTED_OCCURRENCE}")
+    window = "o.starts_utc >= ? AND o.starts_utc < ? ORDER BY o.starts_utc, o.group_id LIMIT ?"
     if few:
-        source = ("groups g CROSS JOIN occurrences o INDEXED BY occurrences_group"
-                  " ON o.group_id = g.id")
-    else:
-        source = ("occurrences o INDEXED BY occurrences_time"
-                  " CROSS JOIN groups g ON g.id = o.group_id")
-        where, params = _groups(query, viewer, walking=True)
-        condition = " AND ".join(where)
-    sql = (f"SELECT {MEETING_COLUMNS} FROM {source} JOIN events e ON e.id = o.event_id"
-           f" {MOVED_JOIN} WHERE {condition} AND {LISTED_EVENT} AND {LISTED_OCCURRENCE}"
-           " AND o.starts_utc >= ? AND o.starts_utc < ?"
-           " ORDER BY o.starts_utc, o.group_id LIMIT ?")
-    return sql, params
+        return Scope(
+            f"WITH chosen(id) AS MATERIALIZED (SELECT g.id FROM groups g WHERE {condition})",
+            params,
+            f"SELECT {MEETING_COLUMNS} FROM chosen c CROSS JOIN occurrences o INDEXED BY"
+            " occurrences_group ON o.group_id = c.id CROSS JOIN groups g ON g.id = c.id"
+            f" {meetings} AND {window}", [])
+    where, params = _groups(query, viewer, walking=True)
+    return Scope("", [], f"SELECT {MEETING_COLUMNS} FROM occurrences o INDEXED BY"
+                 " occurrences_time CROSS JOIN groups g ON g.id = o.group_id"
+                 f" {meetings} AND {' AND '.join(where)} AND {window}", params)
 
 
 async def meetings_between(
@@ -68,8 +89,8 @@ async def meetings_between(
     start: datetime, end: datetime, limit: int,
 ) -> list[UpcomingMeeting]:
     """The first ``limit`` occurrences (cancelled ones marked) starting in [start, end)."""
-    sql, params = await _scope(db, query, viewer)
-    rows = await db.fetchall(sql, [*params, stamp(start), stamp(end), limit])
+    scope = await _scope(db, query, viewer)
+    rows = await db.fetchall(*scope.run([(start, end)], limit))
     return in_order([upcoming_meeting(r) for r in rows])
 
 
@@ -101,15 +122,11 @@ async def meetings_by_day(
     day, not every meeting of the month. A day is in ``more`` when it had more to show,
     or when a UTC day it overlaps had more than was read.
     """
-    sql, params = await _scope(db, query, viewer)
-    utc_days = [first - ZONE_REACH + timedelta(days=n)
-                for n in range((last - first).days + 1 + 2 * ZONE_REACH.days)]
-    one = f"SELECT * FROM ({sql})"
-    values: list[object] = []
-    for day in utc_days:
-        start = datetime.combine(day, time(), UTC)
-        values += [*params, stamp(start), stamp(start + timedelta(days=1)), per_day + 1]
-    rows = await db.fetchall(" UNION ALL ".join([one] * len(utc_days)), values)
+    scope = await _scope(db, query, viewer)
+    starts = [datetime.combine(first - ZONE_REACH + timedelta(days=n), time(), UTC)
+              for n in range((last - first).days + 1 + 2 * ZONE_REACH.days)]
+    rows = await db.fetchall(*scope.run([(s, s + timedelta(days=1)) for s in starts],
+                                        per_day + 1))
     read: dict[date, int] = defaultdict(int)
     days: dict[date, list[UpcomingMeeting]] = defaultdict(list)
     for row in rows:
