@@ -103,6 +103,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if moved:
                 print(moved, flush=True)
     config = _config(args.data, args.url)
+    if config.database_url is not None:
+        raise CommandError("database_url is set, but this version serves from its SQLite"
+                           " database only (grassroots migrate alone uses PostgreSQL so far);"
+                           " leave database_url empty to serve.")
 
     import uvicorn
 
@@ -376,16 +380,32 @@ def _check_database(data_dir: Path) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _initialised(args.data)
-    path = args.data / DATABASE_FILE
-    if args.status:
-        return _migration_status(path)
-    _read_only(path).close()
-    conn = connect_sync(path)
-    try:
-        applied = migrate(conn)
-    finally:
-        conn.close()
+    """The same command, and the same lines, on either engine (``database_url``)."""
+    url = _config(args.data).database_url
+    if url is not None:
+        import asyncpg
+
+        from node import postgres
+
+        try:
+            if args.status:
+                return _migration_status(asyncio.run(postgres.applied_migrations(url)))
+            applied = asyncio.run(postgres.migrate(url))
+        except (OSError, asyncpg.PostgresError) as e:
+            raise CommandError(f"database_url: PostgreSQL says: {e}") from e
+    else:
+        path = args.data / DATABASE_FILE
+        conn = _read_only(path)
+        try:
+            if args.status:
+                return _migration_status(applied_migrations(conn))
+        finally:
+            conn.close()
+        conn = connect_sync(path)
+        try:
+            applied = migrate(conn)
+        finally:
+            conn.close()
     names = {version: name for version, name, _ in migration_files()}
     for version in applied:
         print(f"Applied {names[version]}.")
@@ -393,12 +413,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migration_status(path: Path) -> int:
-    conn = _read_only(path)
-    try:
-        applied = {version: (name, at) for version, name, at in applied_migrations(conn)}
-    finally:
-        conn.close()
+def _migration_status(migrations: list[tuple[int, str, str]]) -> int:
+    applied = {version: (name, at) for version, name, at in migrations}
     known = migration_files()
     rows = [("VERSION", "MIGRATION", "APPLIED")]
     rows += [(f"{version:04d}", name, applied[version][1] if version in applied else "pending")

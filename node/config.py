@@ -54,6 +54,7 @@ class Config:
     min_free_disk_mb: int = 100  # /readyz fails with less free in the data directory
     metrics_token: str | None = field(default=None, repr=False)  # /metrics beyond loopback
     log_format: str = "text"  # or "json": one object a line
+    database_url: str | None = field(default=None, repr=False)  # None: the SQLite file
 
     @property
     def db_path(self) -> Path:
@@ -165,6 +166,18 @@ def _token(value: object) -> str:
 
 
 TOKEN = Kind("text, at least 16 characters", _token)
+
+
+def _database_url(value: object) -> str | None:
+    if isinstance(value, str) and not value.strip():
+        return None  # the SQLite file in the data directory
+    if not isinstance(value, str) or not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError('must be empty (SQLite) or a PostgreSQL URL, such as'
+                         ' "postgresql://grassroots@localhost/grassroots"')
+    return value
+
+
+DATABASE_URL = Kind("PostgreSQL URL, or empty", _database_url)
 SMTP_SECURITY = ("starttls", "tls", "none")
 
 
@@ -237,6 +250,11 @@ KEYS: tuple[Key, ...] = (
         default_text="none: loopback only"),
     Key("log_format", _choice("text", "json"), "text",
         "`text`, or `json` for one JSON object a line (for a log collector)."),
+    Key("database_url", DATABASE_URL, None,
+        "Empty: the node's SQLite database, `grassroots.db` in the data directory."
+        " `postgresql://USER:PASSWORD@HOST/DATABASE`: a PostgreSQL 15+ database instead"
+        " (so far `grassroots migrate` alone uses it).", secret=True,
+        default_text="empty: SQLite"),
     Key("mail.from_address", EMAIL, None, "The sender of the node's mail.",
         default_text="`Grassroots <noreply@HOST>`"),
     Key("mail.smtp_host", TEXT, None,
@@ -423,6 +441,7 @@ def load_config(data_dir: Path, public_url: str | None = None,
         min_free_disk_mb=value["min_free_disk_mb"],
         metrics_token=value["metrics_token"],
         log_format=value["log_format"],
+        database_url=value["database_url"],
     )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import aiosqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# One list of migrations, written once per engine: the same file names in both folders.
+ENGINE_MIGRATIONS = {"sqlite": MIGRATIONS_DIR, "postgresql": MIGRATIONS_DIR / "postgresql"}
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -29,10 +31,10 @@ PRAGMAS = (
 )
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every numbered migration, in order."""
+def migration_files(engine: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration of ``engine``, in order."""
     found = []
-    for entry in MIGRATIONS_DIR.iterdir():
+    for entry in ENGINE_MIGRATIONS[engine].iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
@@ -55,8 +57,13 @@ def applied_migrations(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
 
 def check_not_newer(conn: sqlite3.Connection) -> None:
     """Raise NewerDatabase, saying so plainly, unless this code knows every migration."""
-    known = {version for version, _, _ in migration_files()}
-    unknown = [name for version, name, _ in applied_migrations(conn) if version not in known]
+    refuse_unknown(applied_migrations(conn), "sqlite")
+
+
+def refuse_unknown(applied: Iterable[tuple[int, str, str]], engine: str) -> None:
+    """Raise NewerDatabase unless this code knows every ``applied`` migration (either engine)."""
+    known = {version for version, _, _ in migration_files(engine)}
+    unknown = [name for version, name, _ in applied if version not in known]
     if unknown:
         raise NewerDatabase(
             "The database was written by a newer version of Grassroots: it has "

@@ -15,6 +15,7 @@ from node.config import load_config
 from node.storage import accounts
 from tests.helpers import run_on
 from tests.mailserver import MailServer
+from tests.postgres import INSTALL, Cluster, server_binaries
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -69,6 +70,26 @@ def smtp_server() -> Iterator[MailServer]:
     """A real SMTP server on 127.0.0.1 (aiosmtpd): what it accepted is in ``.received``."""
     with MailServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for the session (tests.postgres); no skipping."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.fail(INSTALL)
+    cluster = Cluster(binaries)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """The URL of a fresh empty database of its own for the test."""
+    return pg_cluster.new_database()
 
 
 @pytest.fixture

@@ -86,6 +86,8 @@ ENV_SAMPLES = {
     "min_free_disk_mb": ("512", 512),
     "metrics_token": ("a-long-enough-metrics-token", "a-long-enough-metrics-token"),
     "log_format": ("json", "json"),
+    "database_url": ("postgres://node@db.example.org/groups",
+                     "postgres://node@db.example.org/groups"),
     "mail.from_address": ("Groups <groups@env.example.org>", "Groups <groups@env.example.org>"),
     "mail.smtp_host": ("smtp.env.example.org", "smtp.env.example.org"),
     "mail.smtp_port": ("2525", 2525),
@@ -107,17 +109,25 @@ def test_secrets_are_never_printed(node):
     add_to_config(node, '[mail]\nsmtp_host = "smtp.example.org"\nsmtp_username = "node"\n'
                         'smtp_password = "file-password-123"\n')
     secret_key = (node / "secret.key").read_text().strip()
-    env = {"GRASSROOTS_METRICS_TOKEN": "env-token-abcdefghijkl"}
+    env = {"GRASSROOTS_METRICS_TOKEN": "env-token-abcdefghijkl",
+           "GRASSROOTS_DATABASE_URL": "postgresql://node:db-password-456@db.example.org/g"}
     for command in (("config", "show"), ("config", "check")):
         result = grassroots(*command, "--data", node, env=env)
         assert result.returncode == 0, result.stderr
         printed = result.stdout + result.stderr
-        for secret in ("file-password-123", "env-token-abcdefghijkl", secret_key):
+        for secret in ("file-password-123", "env-token-abcdefghijkl", "db-password-456",
+                       secret_key):
             assert secret not in printed
     rows = show(node, env=env)
     assert rows["mail.smtp_password"] == ("(set, not shown)", "config.toml")
     assert rows["metrics_token"] == ("(set, not shown)", "GRASSROOTS_METRICS_TOKEN")
     assert "file-password-123" not in repr(load_config(node))
+
+
+def test_an_empty_database_url_means_the_sqlite_file_in_the_data_directory(node):
+    assert load_config(node, environ={"GRASSROOTS_DATABASE_URL": ""}).database_url is None
+    add_to_config(node, 'database_url = "postgresql://node@db.example.org/groups"\n')
+    assert load_config(node).database_url == "postgresql://node@db.example.org/groups"
 
 
 # config check ------------------------------------------------------------------------
@@ -140,6 +150,8 @@ def test_config_check_passes_a_good_configuration(node):
        " 'proxy.example.org' is neither")]),
     ("", {"GRASSROOTS_PUBLIC_URL": "support.example.org/groups"},
      ["GRASSROOTS_PUBLIC_URL must be the node's address"]),
+    ('database_url = "sqlite:///srv/node.db"\n', {},
+     ["database_url in config.toml must be empty (SQLite) or a PostgreSQL URL"]),
     ('log_format = "xml"\nbackup_keep = 0\n[mail]\nsmtp_host = "smtp.example.org"\n',
      {"GRASSROOTS_MAIL_SMTP_USERNAME": "node"},
      ["log_format in config.toml must be one of: text, json",

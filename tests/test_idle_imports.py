@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each is imported where it is first used: a flyer, a calendar, a localised date, a
 # password, a key, a message through SMTP, an agreement compared, a backup, a fetch, a
-# scrape of /metrics.
+# scrape of /metrics, a PostgreSQL database.
 HEAVY = (
-    "PIL", "argon2", "babel", "cryptography", "decimal", "difflib", "fontTools", "fpdf",
+    "PIL", "argon2", "asyncpg", "babel", "cryptography", "decimal", "difflib", "fontTools", "fpdf",
     "httpcore", "icalendar", "prometheus_client", "segno", "smtplib", "tarfile", "websockets",
     "wsproto", "zipfile",
 )
