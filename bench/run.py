@@ -1,6 +1,6 @@
 """Run the benchmarks and print their figures against the targets.
 
-    python bench/run.py             # all of them, about 50 minutes; prints a table
+    python bench/run.py             # all of them, about 30 minutes; prints a table
     python bench/run.py --json      # the same, then one JSON object on the last line
     python bench/run.py --quick     # a minute-long smoke version (numbers not meaningful)
     python bench/run.py --profile DIR   # also sample the node with py-spy (inbox, fan-out)
