@@ -434,6 +434,32 @@ def _migration_status(migrations: list[tuple[int, str, str]]) -> int:
     return 0
 
 
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Copy a node's data between SQLite and PostgreSQL, then check every table."""
+    import asyncpg
+
+    from node import dbcopy
+
+    try:
+        checks = asyncio.run(dbcopy.copy_database(args.source, args.target))
+    except dbcopy.CopyRefused as e:
+        raise CommandError(str(e)) from e
+    except (OSError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise CommandError(f"the copy failed: {type(e).__name__}: {e}") from e
+    rows = [("TABLE", "ROWS", "DIGEST")]
+    for c in checks:  # a short digest; both sides' where they differ
+        (count, digest), (their_count, their_digest) = c.source, c.target
+        rows.append((c.table, str(count) if c.matches else f"{count} -> {their_count}",
+                     digest[:16] if c.matches else f"{digest[:16]} -> {their_digest[:16]}"))
+    print_table(rows)
+    differ = [c.table for c in checks if not c.matches]
+    if differ:
+        raise CommandError("the copy does not match its source in: " + ", ".join(differ))
+    print(f"{len(checks)} tables, {sum(c.source[0] for c in checks)} rows copied;"
+          " every table's count and digest match.")
+    return 0
+
+
 # Mail ----------------------------------------------------------------------
 
 def cmd_mail_test(args: argparse.Namespace) -> int:
@@ -635,6 +661,16 @@ def parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument("--status", action="store_true",
                              help="list the applied and pending migrations; apply none")
     migrate_cmd.set_defaults(run=cmd_migrate)
+
+    db = sub.add_parser("db", help="move the node's data between databases").add_subparsers(
+        dest="verb", required=True)
+    copy = db.add_parser("copy", help="copy every table from one database into a new, empty"
+                         " one, and check each by count and digest")
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="sqlite:///PATH/grassroots.db or postgresql://USER@HOST/DATABASE")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="the same forms; migrated first if empty, refused if it holds rows")
+    copy.set_defaults(run=cmd_db_copy)
     return p
 
 

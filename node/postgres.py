@@ -24,7 +24,8 @@ async def _connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url)
 
 
-async def _applied(conn: asyncpg.Connection) -> list[tuple[int, str, str]]:
+async def applied_on(conn: asyncpg.Connection) -> list[tuple[int, str, str]]:
+    """``applied_migrations`` on an open connection (and within its transaction)."""
     if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
         return []
     return [tuple(row) for row in await conn.fetch(
@@ -35,7 +36,7 @@ async def applied_migrations(url: str) -> list[tuple[int, str, str]]:
     """(version, name, applied_at) of every migration the database has, in order."""
     conn = await _connect(url)
     try:
-        return await _applied(conn)
+        return await applied_on(conn)
     finally:
         await conn.close()
 
@@ -48,11 +49,11 @@ async def migrate(url: str, upto: int | None = None) -> list[int]:
     conn = await _connect(url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-        refuse_unknown(await _applied(conn), ENGINE)
+        refuse_unknown(await applied_on(conn), ENGINE)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        done = {version for version, _, _ in await _applied(conn)}
+        done = {version for version, _, _ in await applied_on(conn)}
         applied = []
         for version, name, sql in migration_files(ENGINE):
             if version in done or (upto is not None and version > upto):

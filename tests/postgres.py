@@ -85,3 +85,16 @@ class Cluster:
 
         asyncio.run(create())
         return self.url(name)
+
+
+def pg(url: str, work):
+    """``await work(conn)`` on a connection to ``url``; its result."""
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+    return asyncio.run(go())

@@ -17,6 +17,7 @@ import pytest
 from node import postgres
 from node.config import write_config
 from node.db import NewerDatabase, connect_sync, migrate, migration_files
+from tests.postgres import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 # Compared apart: the bookkeeping table, and full-text search (FTS5 and its shadow tables in
@@ -27,17 +28,6 @@ APART = re.compile(r"^(schema_migrations|groups_fts.*)$")
 NUMBERED_ONLY_IN_SQLITE = {("mail_preferences", "account_id"), ("group_practice", "group_id")}
 ON_ACTION = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
              "d": "SET DEFAULT"}
-
-
-def pg(url: str, work):
-    """``await work(conn)`` on a connection to ``url``; its result."""
-    async def go():
-        conn = await asyncpg.connect(url)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-    return asyncio.run(go())
 
 
 def sqlite_migrated(path: Path, upto: int | None = None) -> sqlite3.Connection:
