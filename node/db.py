@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # One list of migrations, written once per engine: the same file names in both folders.
@@ -101,11 +104,14 @@ def connect_sync(path: Path) -> sqlite3.Connection:
 
 
 class Database:
+    KEPT = 64  # results kept by `kept`, the most lately asked for
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._kept: OrderedDict[tuple[object, ...], tuple[int, Any]] = OrderedDict()
 
     async def open(self) -> None:
         conn = connect_sync(self.path)
@@ -166,6 +172,21 @@ class Database:
         """A number that changes whenever anything is committed to the database (by this
         node's writer or another process), as this open database sees it."""
         return await self.fetchval("PRAGMA data_version")
+
+    async def kept(self, key: tuple[object, ...], build: Callable[[], Awaitable[T]]) -> T:
+        """``await build()``; or what it gave last time for ``key``, when nothing has been
+        committed to the database since. The result is shared: never change it."""
+        version = await self.data_version()
+        found = self._kept.get(key)
+        if found is not None and found[0] == version:
+            self._kept.move_to_end(key)
+            return found[1]
+        value = await build()  # a commit meanwhile changes the version: built again next time
+        self._kept[key] = (version, value)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.KEPT:
+            self._kept.popitem(last=False)
+        return value
 
 
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every stored moment: ISO 8601 UTC to the second

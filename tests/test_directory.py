@@ -199,3 +199,31 @@ def test_active_filters_show_as_chips_that_each_remove_one(listed, visitor):
     assert 'href="?topic=grief&amp;accessibility=quiet_space"' in chips
     assert "Step-free access" in chips and "Topic: grief" in chips
     assert "Filters (" not in visitor().get("/groups").text
+
+
+def test_the_count_and_the_menus_are_worked_out_once_between_changes(
+        listed, visitor, run_db, monkeypatch):
+    worked_out = []
+    menus = groups._directory_choices
+
+    async def counted_menus(db):
+        worked_out.append("menus")
+        return await menus(db)
+
+    monkeypatch.setattr(groups, "_directory_choices", counted_menus)
+    v = visitor()
+    first = v.get("/groups?language=en").text
+    assert "3 groups found" in first and v.get("/groups?language=en").text == first
+    assert worked_out == ["menus"]  # the second page was the first's count and menus
+
+    async def one_more(db):
+        lee = await db.fetchval("SELECT id FROM accounts WHERE email = 'lee@example.org'")
+        await groups.create_group(db, draft(name="Portobello Walkers", area="Portobello",
+                                            topics=("loneliness",), languages=("en",)), lee)
+
+    run_db(one_more)
+    after = v.get("/groups?language=en").text
+    assert "4 groups found" in after and "Portobello Walkers" in after
+    assert '<option value="Portobello"' in after and '<option value="loneliness"' in after
+    assert worked_out == ["menus", "menus"]
+    assert "0 groups found" in v.get("/groups?language=en&area=Nowhere").text

@@ -474,7 +474,8 @@ async def search_directory(
         params.insert(0, match)
     now = timestamp()
     condition = " AND ".join(where)
-    total = await db.fetchval(f"SELECT count(*) FROM {source} WHERE {condition}", params)
+    counted = f"SELECT count(*) FROM {source} WHERE {condition}"
+    total = await db.kept((counted, *params), lambda: db.fetchval(counted, params))
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, query.page), pages)
     offset = (page - 1) * PAGE_SIZE
@@ -523,7 +524,11 @@ async def _soonest_first(db: Database, condition: str, params: list[object], now
 
 
 async def directory_choices(db: Database) -> dict[str, list[str]]:
-    """Values present in listed groups, for the filter menus."""
+    """Values present in listed groups, for the filter menus (kept while nothing changes)."""
+    return await db.kept(("directory choices",), lambda: _directory_choices(db))
+
+
+async def _directory_choices(db: Database) -> dict[str, list[str]]:
     # Each distinct value by one index seek from the last (not every tag row), then
     # whether a listed group has it, reading that value's groups first.
     rows = await db.fetchall(

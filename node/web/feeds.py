@@ -1,9 +1,7 @@
 """Feeds people subscribe to: the node's and each group's calendar, the Atom feed."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
-from weakref import WeakKeyDictionary
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -64,43 +62,16 @@ def _self_url(request: Request) -> str:
     return f"{request.state.config.public_url}{request.url.path}" + (f"?{search}" if search else "")
 
 
-class _Built:
-    """Node calendars as last built, each good while nothing in the database changed and
-    within the hour it was built in (the soonest series move with time): the subscribers
-    polling a hub's calendar cost one build between changes, not one each."""
-
-    SIZE = 16  # calendars kept: the node's and the saved searches asked for most lately
-
-    def __init__(self) -> None:
-        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
-
-    def get(self, key: tuple[object, ...]) -> bytes | None:
-        body = self._bodies.get(key)
-        if body is not None:
-            self._bodies.move_to_end(key)
-        return body
-
-    def keep(self, key: tuple[object, ...], body: bytes) -> None:
-        self._bodies[key] = body
-        while len(self._bodies) > self.SIZE:
-            self._bodies.popitem(last=False)
-
-
-_built: WeakKeyDictionary[object, _Built] = WeakKeyDictionary()  # one per open database
-
-
 async def node_calendar(request: Request) -> Response:
     """The meetings of the public groups the node lists, its own and its peers', or of
     those a saved search (the directory's filters) matches: the `CALENDAR_SERIES` series
     meeting soonest, so a hub's calendar stays a bounded piece of work."""
-    db = request.state.db
-    built = _built.setdefault(db, _Built())
-    key = (await db.data_version(), datetime.now(UTC).strftime("%Y%m%d%H"),
-           str(request.url.query), request.state.config.public_url)
-    body = built.get(key)
-    if body is None:
-        body = await _node_calendar(request)
-        built.keep(key, body)
+    # Kept while nothing in the database changes, within the hour it was built in (the
+    # soonest series move with time): subscribers polling a hub's calendar cost one build
+    # between changes, not one each.
+    key = ("node calendar", datetime.now(UTC).strftime("%Y%m%d%H"), str(request.url.query),
+           request.state.config.public_url)
+    body = await request.state.db.kept(key, lambda: _node_calendar(request))
     return Response(body, media_type=CALENDAR_TYPE)
 
 
