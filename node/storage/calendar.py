@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from math import isqrt
 
 from node.db import Database, parse_stamp, stamp
 from node.domain import Account, DirectoryQuery
@@ -14,13 +15,17 @@ from node.storage.events import (
     UpcomingMeeting,
     upcoming_meeting,
 )
-from node.storage.groups import LISTED_OCCURRENCE, directory_filter, fts_query
+from node.storage.groups import LISTED, LISTED_OCCURRENCE, directory_filter, fts_query
 
 # A day in any zone lies within this of the same UTC day (UTC-12 to UTC+14).
 ZONE_REACH = timedelta(days=1)
 # Up to this many matching groups, reading each one's occurrences beats walking the
 # window's occurrences in time order (measured at 10,000 groups, 100,000 meetings).
 FEW_GROUPS = 500
+# Read a day at a time, a walk reads about (per day) × listed ÷ matching groups rows a day,
+# the other way one seek a matching group: they cross near matching² = FEW_BY_DAY × (per
+# day) × listed (measured at 1,000 groups: about 150; at 10,000: about 450).
+FEW_BY_DAY = 4
 
 
 def _groups(query: DirectoryQuery, viewer: Account | None,
@@ -57,9 +62,10 @@ class Scope:
         return f"{self.head} {parts}", values
 
 
-async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None) -> Scope:
-    """Few groups: theirs are found once, then each one's meetings by the group index.
-    Many: the occurrences are walked in time order, each row's group checked.
+async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None,
+                 few_groups: int) -> Scope:
+    """Up to ``few_groups`` groups: theirs are found once, then each one's meetings by the
+    group index. More: the occurrences are walked in time order, each row's group checked.
 
     Ties go by group id, the time index's own order: a busy hour's first few are read
     without sorting all of its meetings (``in_order`` sorts them for the page)."""
@@ -67,7 +73,7 @@ async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None) ->
     condition = " AND ".join(where)
     few = await db.fetchval(
         f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?)",
-        [*params, FEW_GROUPS + 1]) <= FEW_GROUPS
+        [*params, few_groups + 1]) <= few_groups
     meetings = (f"JOIN events e ON e.id = o.event_id {MOVED_JOIN} WHERE {LISTED_EVENT}"
                 f" AND {LISTED_OCCURRENCE}")
     window = "o.starts_utc >= ? AND o.starts_utc < ? ORDER BY o.starts_utc, o.group_id LIMIT ?"
@@ -89,7 +95,7 @@ async def meetings_between(
     start: datetime, end: datetime, limit: int,
 ) -> list[UpcomingMeeting]:
     """The first ``limit`` occurrences (cancelled ones marked) starting in [start, end)."""
-    scope = await _scope(db, query, viewer)
+    scope = await _scope(db, query, viewer, FEW_GROUPS)
     rows = await db.fetchall(*scope.run([(start, end)], limit))
     return in_order([upcoming_meeting(r) for r in rows])
 
@@ -122,7 +128,9 @@ async def meetings_by_day(
     day, not every meeting of the month. A day is in ``more`` when it had more to show,
     or when a UTC day it overlaps had more than was read.
     """
-    scope = await _scope(db, query, viewer)
+    listed = await db.kept(("listed groups",), lambda: db.fetchval(
+        f"SELECT count(*) FROM groups g WHERE g.visibility = 'public' AND {LISTED}"))
+    scope = await _scope(db, query, viewer, isqrt(FEW_BY_DAY * (per_day + 1) * listed))
     starts = [datetime.combine(first - ZONE_REACH + timedelta(days=n), time(), UTC)
               for n in range((last - first).days + 1 + 2 * ZONE_REACH.days)]
     rows = await db.fetchall(*scope.run([(s, s + timedelta(days=1)) for s in starts],
