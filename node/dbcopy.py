@@ -352,13 +352,6 @@ async def opened(side: Side, snapshot: bool) -> AsyncIterator[Side]:
         await side.close()
 
 
-async def check(source_url: str, target_url: str) -> list[TableCheck]:
-    """``compare`` on a snapshot of each database."""
-    async with (opened(database(source_url), snapshot=True) as source,
-                opened(database(target_url), snapshot=True) as target):
-        return await compare(source, target)
-
-
 async def copy_database(source_url: str, target_url: str) -> list[TableCheck]:
     """Copy every table from a snapshot of the source into the empty target (migrated
     first), in one transaction; then each table's check against that same snapshot."""

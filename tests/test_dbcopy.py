@@ -21,9 +21,11 @@ from node.db import Database, connect_sync, migrate, migration_files
 from node.dbcopy import (
     PostgresSide,
     SqliteSide,
-    check,
+    TableCheck,
+    compare,
     copy_database,
     database,
+    opened,
     table_digest,
 )
 from node.demo import seed_demo
@@ -247,7 +249,13 @@ def test_a_row_changed_behind_the_copy_is_named_by_the_check(node_db, pg_url):
         await conn.execute("DELETE FROM settings WHERE key = (SELECT min(key) FROM settings)")
 
     pg(pg_url, change)
-    checks = asyncio.run(check(source, pg_url))
+
+    async def check() -> list[TableCheck]:  # each side's snapshot, as the copy's own check
+        async with (opened(database(source), snapshot=True) as ours,
+                    opened(database(pg_url), snapshot=True) as theirs):
+            return await compare(ours, theirs)
+
+    checks = asyncio.run(check())
     assert sorted(c.table for c in checks if not c.matches) == ["groups", "settings"]
     groups, settings = (next(c for c in checks if c.table == name)
                         for name in ("groups", "settings"))
