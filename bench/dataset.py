@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import corpus
 from federation import store
-from node.db import Database, migrate
+from node.db import SqliteDatabase, migrate
 from node.domain import Visibility
 from node.storage import accounts, events, groups, remote
 
@@ -67,8 +67,8 @@ class _Connection:
 DEFERRED_INDEXES = ("occurrences_time", "occurrences_group")
 
 
-class InlineDatabase(Database):
-    """A ``Database`` for bulk building: inline statements in one transaction."""
+class InlineDatabase(SqliteDatabase):
+    """A SQLite ``Database`` for bulk building: inline statements in one transaction."""
 
     async def open(self) -> None:
         self._conn = sqlite3.connect(self.path, isolation_level=None)

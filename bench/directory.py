@@ -25,7 +25,7 @@ from bench.common import median, percentile, scratch
 from bench.dataset import node_holding
 from node.app import create_app
 from node.config import load_config
-from node.db import Database
+from node.db import SqliteDatabase
 from node.domain import ACCESSIBILITY, Cost, Format
 
 TEXT = ["grief", "anxiety", "recovery", "carers", "lonel", "park", "biscuits", "tea",
@@ -116,7 +116,7 @@ async def _timed_get(app: Any, state: dict[str, Any], path: str, query: str) -> 
 
 async def measure(data: Path, queries: list[tuple[str, str]], rounds: int) -> dict[str, Any]:
     config = load_config(data)
-    db = Database(config.db_path)
+    db = SqliteDatabase(config.db_path)
     await db.open()
     try:
         app = create_app(config, dev=True)

@@ -39,7 +39,7 @@ from federation import store
 from federation.documents import Urls
 from node.cli import initialise
 from node.config import load_config
-from node.db import Database
+from node.db import SqliteDatabase
 from node.domain import Cost, EventDraft, Format, GroupDraft, JoinPolicy, Visibility
 from node.storage import accounts, events, groups
 
@@ -56,7 +56,7 @@ GROUP = GroupDraft(
 
 async def _prepare(db_path: Path, followers: int, sink_port: int) -> int:
     """The group and its followers; the group's id."""
-    db = Database(db_path)
+    db = SqliteDatabase(db_path)
     await db.open()
     try:
         facilitator = await accounts.create_account(
@@ -75,7 +75,7 @@ async def _prepare(db_path: Path, followers: int, sink_port: int) -> int:
 
 async def _publish_meeting(db_path: Path, group_id: int) -> tuple[int, float]:
     """A new weekly meeting, as the web form writes it; its id and when it was committed."""
-    db = Database(db_path)
+    db = SqliteDatabase(db_path)
     await db.open()
     try:
         start = datetime.now().replace(second=0, microsecond=0) + timedelta(days=3)

@@ -52,7 +52,7 @@ from federation.documents import AS_PUBLIC, CONTEXT
 from federation.keys import public_pem
 from node.cli import initialise
 from node.config import load_config
-from node.db import Database
+from node.db import SqliteDatabase
 
 CONCURRENCY = 32
 HELLO = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -143,7 +143,7 @@ def signed_round(peers: list[Peer], count: int, node_port: int, rng: random.Rand
 
 async def _admit(db_path: Path, peers: list[Peer]) -> None:
     """Make every peer one this node follows and that follows it, as after both admins agreed."""
-    db = Database(db_path)
+    db = SqliteDatabase(db_path)
     await db.open()
     try:
         for peer in peers:

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiosqlite
 from starlette.concurrency import run_in_threadpool
 
 from federation.keys import generate_key, public_pem
-from node.db import Database, stamp, timestamp
+from node.db import Database, Row, Writing, stamp, timestamp
 
 INBOX_LEASE_SECONDS = 60
 
@@ -67,7 +65,7 @@ class Peer:
     stale: int = 0  # listings its origin has not confirmed within the stale period
 
 
-def _peer(row: sqlite3.Row) -> Peer:
+def _peer(row: Row) -> Peer:
     keys = row.keys()
     return Peer(
         host=row["host"], actor_id=row["actor_id"], inbox=row["inbox"], outbox=row["outbox"],
@@ -152,7 +150,8 @@ async def block_domain(db: Database, domain: str, reason: str = "") -> None:
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO blocked_domains (domain, reason, created_at) VALUES (?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET reason = excluded.reason", (domain, reason, timestamp()))
+            " ON CONFLICT (domain) DO UPDATE SET reason = excluded.reason",
+            (domain, reason, timestamp()))
         await conn.execute("UPDATE peers SET following = 'none', follower = 'rejected'"
                            " WHERE host = ?", (domain,))
         await conn.execute("DELETE FROM group_followers WHERE actor_id IN"
@@ -180,7 +179,7 @@ async def standing(db: Database, domains: Collection[str], host: str) -> tuple[b
     marks = ",".join("?" * len(domains))
     row = await db.fetchone(
         f"SELECT EXISTS (SELECT 1 FROM blocked_domains WHERE domain IN ({marks})) AS blocked,"
-        " peers.* FROM (SELECT 1) LEFT JOIN peers ON peers.host = ?", (*domains, host))
+        " peers.* FROM (SELECT 1) AS one LEFT JOIN peers ON peers.host = ?", (*domains, host))
     assert row is not None
     return bool(row["blocked"]), None if row["host"] is None else _peer(row)
 
@@ -266,7 +265,7 @@ async def save_actor(db: Database, actor: RemoteActor) -> None:
         await conn.execute("DELETE FROM fetch_failures WHERE url = ?", (actor.id,))
 
 
-def _actor(row: sqlite3.Row) -> RemoteActor:
+def _actor(row: Row) -> RemoteActor:
     return RemoteActor(row["id"], row["host"], row["type"], row["username"], row["inbox"],
                        row["shared_inbox"], row["outbox"], row["key_id"], row["public_pem"])
 
@@ -302,7 +301,8 @@ async def add_group_follower(db: Database, group_id: int, actor_id: str, inbox: 
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO group_followers (group_id, actor_id, inbox, follow_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET inbox = excluded.inbox,"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, actor_id) DO UPDATE"
+            " SET inbox = excluded.inbox,"
             " follow_id = excluded.follow_id", (group_id, actor_id, inbox, follow_id,
                                                 timestamp()))
 
@@ -382,13 +382,19 @@ async def claim_inbox_items(db: Database, limit: int = 50) -> list[InboxItem]:
     now = timestamp()
     async with db.transaction() as conn:
         cursor = await conn.execute(
+            "SELECT activity_id FROM inbox_items WHERE state = 'received'"
+            f" AND next_attempt_at <= ? ORDER BY next_attempt_at{db.dialect.then_arrival}"
+            f" LIMIT ? {db.dialect.skip_locked}", (now, limit))
+        due = [row[0] for row in await cursor.fetchall()]
+        if not due:
+            return []
+        cursor = await conn.execute(
             "UPDATE inbox_items SET next_attempt_at = ?, attempts = attempts + 1"
-            " WHERE activity_id IN (SELECT activity_id FROM inbox_items"
-            "  WHERE state = 'received' AND next_attempt_at <= ?"
-            "  ORDER BY next_attempt_at, rowid LIMIT ?) RETURNING *",
-            (later(INBOX_LEASE_SECONDS), now, limit))
+            f" WHERE activity_id {db.dialect.among} RETURNING *",
+            (later(INBOX_LEASE_SECONDS), db.dialect.listed(due)))
         rows = await cursor.fetchall()
-    rows = sorted(rows, key=lambda r: r["received_at"])
+    place = {activity_id: n for n, activity_id in enumerate(due)}  # ties in arrival order
+    rows = sorted(rows, key=lambda r: (r["received_at"], place[r["activity_id"]]))
     return [InboxItem(r["activity_id"], r["actor"], r["host"], r["type"],
                       json.loads(r["body"]), r["attempts"], r["received_at"]) for r in rows]
 
@@ -430,7 +436,7 @@ class Finish:
     activity_id: str
     done: bool = False
 
-    async def __call__(self, conn: aiosqlite.Connection) -> None:
+    async def __call__(self, conn: Writing) -> None:
         await conn.execute(_FINISHED, ("applied", None, self.activity_id))
         self.done = True
 
@@ -604,8 +610,9 @@ async def record_cycle(db: Database, cycle: Cycle) -> None:
              for a in cycle.attempted])
         for held in cycle.held:
             await conn.execute(
-                "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?)"
-                " WHERE inbox = ? AND state = 'queued'", (held.until, held.inbox))
+                "UPDATE deliveries SET next_attempt_at = CASE WHEN next_attempt_at > ?"
+                " THEN next_attempt_at ELSE ? END WHERE inbox = ? AND state = 'queued'",
+                (held.until, held.until, held.inbox))
             if held.release:
                 marks = ",".join("?" * len(held.release))
                 await conn.execute(
@@ -643,7 +650,8 @@ class Queue:
 async def delivery_queues(db: Database) -> list[Queue]:
     """Every inbox with a delivery waiting or failed."""
     rows = await db.fetchall(
-        "SELECT inbox, sum(state = 'queued'), sum(state = 'failed'),"
+        "SELECT inbox, sum(CASE WHEN state = 'queued' THEN 1 ELSE 0 END),"
+        " sum(CASE WHEN state = 'failed' THEN 1 ELSE 0 END),"
         " min(CASE WHEN state = 'queued' THEN first_failed_at END),"
         " min(CASE WHEN state = 'queued' THEN next_attempt_at END),"
         " min(CASE WHEN state = 'queued' THEN created_at END)"
@@ -699,7 +707,8 @@ async def retry_deliveries(db: Database, inboxes: Collection[str],
             " state_changed = CASE WHEN state = 'failed' THEN ? ELSE state_changed END,"
             " state = 'queued'"
             f" WHERE state IN ('queued', 'failed') AND inbox IN ({marks})"
-            " AND (? IS NULL OR id = ?)", (now, now, now, *inboxes, delivery_id, delivery_id))
+            " AND (CAST(? AS BIGINT) IS NULL OR id = ?)",
+            (now, now, now, *inboxes, delivery_id, delivery_id))
         return cursor.rowcount
 
 
@@ -710,7 +719,7 @@ async def drop_deliveries(db: Database, inboxes: Collection[str],
     async with db.transaction() as conn:
         cursor = await conn.execute(
             f"DELETE FROM deliveries WHERE state IN ('queued', 'failed') AND inbox IN ({marks})"
-            " AND (? IS NULL OR id = ?)", (*inboxes, delivery_id, delivery_id))
+            " AND (CAST(? AS BIGINT) IS NULL OR id = ?)", (*inboxes, delivery_id, delivery_id))
         return cursor.rowcount
 
 
@@ -760,7 +769,8 @@ async def settle_change(db: Database, seq: int, kind: str, local_id: int,
             existed = await cursor.fetchone() is not None
             await conn.execute(
                 "INSERT INTO publications (kind, local_id, ap_id, actor) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET ap_id = excluded.ap_id, actor = excluded.actor",
+                " ON CONFLICT (kind, local_id) DO UPDATE"
+                " SET ap_id = excluded.ap_id, actor = excluded.actor",
                 (kind, local_id, *published))
             if kind == "group" and not existed:  # its meetings follow it out (again)
                 await conn.execute(

@@ -25,7 +25,7 @@ from federation.fetch import Fetcher
 from federation.ratelimit import PeerRateLimits
 from node.background import Heartbeats, heartbeats
 from node.config import Config
-from node.db import Database
+from node.db import database_at
 from node.i18n import N_, LanguageNegotiation, gettext
 from node.mailer import Mailer
 from node.metrics import Metrics
@@ -179,7 +179,7 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
     """The node; ``dev`` lets it federate with http:// and private-address peers."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        db = Database(config.db_path)
+        db = database_at(config.database)
         await db.open()
         await refresh_occurrences(db)
 

@@ -43,6 +43,10 @@ def write_backup(config: Config, target: Path) -> None:
     """Snapshot the database (safe while the node runs) with config and secret."""
     if target.exists():
         raise BackupError(f"{target} exists; choose a new file name.")
+    if config.database_url:
+        raise BackupError("The node's data is in PostgreSQL (database_url): back it up with"
+                          " PostgreSQL's own tools (pg_dump). grassroots backup copies the"
+                          " SQLite database.")
     if not config.db_path.is_file():
         raise BackupError(f"{config.db_path} is missing; there is nothing to back up.")
     with tempfile.TemporaryDirectory() as scratch:

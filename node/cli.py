@@ -38,6 +38,7 @@ from node.db import (
     applied_migrations,
     check_not_newer,
     connect_sync,
+    database_at,
     migrate,
     migration_files,
     stamp,
@@ -52,7 +53,7 @@ EXIT_NOT_YET = 3
 
 
 async def _with_db(config: Config, work):
-    db = Database(config.db_path)
+    db = database_at(config.database)
     await db.open()
     try:
         return await work(db)
@@ -103,10 +104,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if moved:
                 print(moved, flush=True)
     config = _config(args.data, args.url)
-    if config.database_url is not None:
-        raise CommandError("database_url is set, but this version serves from its SQLite"
-                           " database only (grassroots migrate alone uses PostgreSQL so far);"
-                           " leave database_url empty to serve.")
 
     import uvicorn
 
@@ -511,7 +508,7 @@ async def _peer_action(config: Config, verb: str, target: str, dev: bool,
     from federation.documents import Urls
     from federation.fetch import Fetcher
 
-    db = Database(config.db_path)
+    db = database_at(config.database)
     await db.open()
     try:
         async with Fetcher(allow_private=dev) as fetcher:

@@ -61,6 +61,11 @@ class Config:
         return self.data_dir / DATABASE_FILE
 
     @property
+    def database(self) -> Path | str:
+        """Where the node's data is: the PostgreSQL URL, or else the SQLite file."""
+        return self.database_url or self.db_path
+
+    @property
     def backup_path(self) -> Path:
         return self.data_dir / self.backup_dir
 
@@ -253,7 +258,7 @@ KEYS: tuple[Key, ...] = (
     Key("database_url", DATABASE_URL, None,
         "Empty: the node's SQLite database, `grassroots.db` in the data directory."
         " `postgresql://USER:PASSWORD@HOST/DATABASE`: a PostgreSQL 15+ database instead"
-        " (so far `grassroots migrate` alone uses it).", secret=True,
+        " (see Running a hub on PostgreSQL).", secret=True,
         default_text="empty: SQLite"),
     Key("mail.from_address", EMAIL, None, "The sender of the node's mail.",
         default_text="`Grassroots <noreply@HOST>`"),
@@ -370,6 +375,10 @@ def _check_together(settings: dict[str, Setting], problems: list[str]) -> None:
             settings["listing_stale_days"].value is not None and \
             settings["listing_retire_days"].value < settings["listing_stale_days"].value:
         problems.append("listing_retire_days must not be shorter than listing_stale_days")
+    if settings["database_url"].value and settings["backup_every_hours"].value:
+        problems.append("backup_every_hours backs up the SQLite database, and database_url"
+                        " puts the node's data in PostgreSQL: back that up with PostgreSQL's"
+                        " own tools (pg_dump) and leave backup_every_hours at 0")
 
     def default(name: str, value: object) -> None:
         if settings[name].source == "default":

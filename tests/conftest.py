@@ -9,11 +9,13 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from node import cli
 from node.app import create_app
 from node.cli import initialise
-from node.config import load_config
+from node.config import CONFIG_FILE, load_config
 from node.storage import accounts
-from tests.helpers import run_on
+from tests import helpers
+from tests.helpers import ENGINE, run_on
 from tests.mailserver import MailServer
 from tests.postgres import INSTALL, Cluster, server_binaries
 
@@ -65,6 +67,16 @@ class Browser:
         return self.post("/login", {"email": email, "password": password}, page="/login")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, the tests about SQLite itself are left out (listed as deselected)."""
+    if ENGINE == "sqlite":
+        return
+    left = [item for item in items if item.get_closest_marker("sqlite_only")]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[MailServer]:
     """A real SMTP server on 127.0.0.1 (aiosmtpd): what it accepted is in ``.received``."""
@@ -84,6 +96,24 @@ def pg_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine under test (tests.helpers.ENGINE). On PostgreSQL every data directory a
+    test initialises names a fresh database of its own in its config, as an operator's
+    would (``database_url``), and every standalone database file has one too."""
+    if ENGINE == "postgresql":
+        cluster: Cluster = request.getfixturevalue("pg_cluster")
+        monkeypatch.setattr(helpers, "NEW_POSTGRES_DATABASE", [cluster.new_node_database])
+        plain = cli.write_config
+
+        def write_config(data_dir: Path, public_url: str, derived: bool = False) -> None:
+            plain(data_dir, public_url, derived)
+            with open(data_dir / CONFIG_FILE, "a", encoding="utf-8") as f:
+                f.write(f'database_url = "{cluster.new_node_database()}"\n')
+        monkeypatch.setattr(cli, "write_config", write_config)
+    return ENGINE
 
 
 @pytest.fixture
@@ -131,7 +161,7 @@ def admin(visitor, admin_link: str) -> Browser:
 @pytest.fixture
 def run_db(data_dir: Path, client):
     """Run ``fn(db)`` against the node's real database file (setup and checks)."""
-    return lambda fn: run_on(data_dir / "grassroots.db", fn)
+    return lambda fn: run_on(data_dir, fn)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import queue
 import socket
 import subprocess
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 from starlette.applications import Starlette
 
-from node.db import Database
+from node.config import CONFIG_FILE, load_config
+from node.db import Database, database_at
 from node.domain import Cost, Format, GroupDraft, JoinPolicy, Visibility
 from node.storage import accounts, events, groups
 
@@ -99,10 +101,37 @@ def draft(**overrides: object) -> GroupDraft:
     return GroupDraft(**values)
 
 
+# The engine the suite runs on: "sqlite" (the default) or "postgresql", when every node a
+# test makes keeps its data on the session's throwaway PostgreSQL server (tests.postgres).
+ENGINE = os.environ.get("GRASSROOTS_TEST_ENGINE", "sqlite")
+NEW_POSTGRES_DATABASE: list[Callable[[], str]] = []  # set by conftest on PostgreSQL runs
+_stand_ins: dict[Path, str] = {}
+
+
+def where(path: Path) -> Path | str:
+    """Where a test's database is on the engine under test. ``path`` is a data directory,
+    its grassroots.db, or a file a test opens a Database on: a data directory's is the
+    one its config names; a file is itself on SQLite and a fresh PostgreSQL database of
+    its own (the same one each time) on PostgreSQL."""
+    for directory in (path, path.parent):
+        if (directory / CONFIG_FILE).is_file():
+            return load_config(directory).database
+    if ENGINE == "sqlite":
+        return path
+    if path.resolve() not in _stand_ins:
+        _stand_ins[path.resolve()] = NEW_POSTGRES_DATABASE[0]()
+    return _stand_ins[path.resolve()]
+
+
+def database(path: Path) -> Database:
+    """The (unopened) Database at ``where(path)``."""
+    return database_at(where(path))
+
+
 def run_on(path: Path, work: Callable[[Database], Any]) -> Any:
-    """Run ``work(db)`` on the node database at ``path``, beside the node using it."""
+    """Run ``work(db)`` on the database at ``where(path)``, beside the node using it."""
     async def go() -> Any:
-        db = Database(path)
+        db = database(path)
         await db.open()
         try:
             return await work(db)

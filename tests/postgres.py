@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -36,6 +37,7 @@ class Cluster:
         self.data = self.root / "data"
         self.port = free_port()
         self.names = itertools.count(1)
+        self.migrated = ""  # the database new_node_database copies, once made
         # The server refuses to run as root: as the postgres user, in a directory it owns.
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_user:
@@ -69,26 +71,27 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A fresh empty database; its URL."""
-        import asyncpg
-
+    def new_database(self, template: str = "template0") -> str:
+        """A fresh database, empty or a copy of ``template``; its URL."""
         name = f"t_{next(self.names)}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(self.url())
-            try:
-                await conn.execute(f"CREATE DATABASE {name} TEMPLATE template0"
-                                   " ENCODING 'UTF8' LOCALE 'C.UTF-8'")
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        pg(self.url(), lambda conn: conn.execute(
+            f"CREATE DATABASE {name} TEMPLATE {template} ENCODING 'UTF8' LOCALE 'C.UTF-8'"))
         return self.url(name)
+
+    def new_node_database(self) -> str:
+        """A fresh database with every migration applied (copied from one migrated once)."""
+        if not self.migrated:
+            from node.postgres import migrate
+
+            url = self.new_database()
+            in_thread(migrate(url))
+            self.migrated = url.rsplit("/", 1)[1]
+        return self.new_database(self.migrated)
 
 
 def pg(url: str, work):
-    """``await work(conn)`` on a connection to ``url``; its result."""
+    """``await work(conn)`` on a connection to ``url``; its result. It runs in a thread of
+    its own, so a test may call it from inside a running event loop."""
     import asyncpg
 
     async def go():
@@ -97,4 +100,10 @@ def pg(url: str, work):
             return await work(conn)
         finally:
             await conn.close()
-    return asyncio.run(go())
+    return in_thread(go())
+
+
+def in_thread(coroutine):
+    """``asyncio.run(coroutine)`` in a thread of its own: callable inside a running loop."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from node.cli import initialise
-from tests.helpers import serving
+from tests.helpers import run_on, serving
 from tests.test_browser import ARTIFACTS, chromium, node_url, seed  # noqa: F401 (a fixture)
 
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
@@ -104,12 +103,12 @@ def test_the_demo_group_its_members_run_shows_each_tool_and_has_no_axe_violation
     data = tmp_path / "node"
     link = initialise(data, "http://127.0.0.1").removeprefix("http://127.0.0.1")
     with serving(data, "--demo") as (url, _):
-        db = sqlite3.connect(f"file:{data / 'grassroots.db'}?mode=ro", uri=True)
-        [(event_id, themed)] = db.execute("SELECT event_id, occurrence FROM meeting_themes")
-        [(proposed,)] = db.execute("SELECT DISTINCT occurrence FROM theme_proposals")
-        [(pulsed,)] = db.execute("SELECT occurrence FROM pulse_summaries")
-        [(proposal,)] = db.execute("SELECT id FROM agreement_proposals WHERE state = 'open'")
-        db.close()
+        def read(sql: str) -> list[tuple]:
+            return [tuple(row) for row in run_on(data, lambda db: db.fetchall(sql))]
+        [(event_id, themed)] = read("SELECT event_id, occurrence FROM meeting_themes")
+        [(proposed,)] = read("SELECT DISTINCT occurrence FROM theme_proposals")
+        [(pulsed,)] = read("SELECT occurrence FROM pulse_summaries")
+        [(proposal,)] = read("SELECT id FROM agreement_proposals WHERE state = 'open'")
         group = "/groups/sunday-sharing-circle"
         pages = {  # each page, and what it shows of the members' work
             group: ("The group's agreements changed since you accepted them",

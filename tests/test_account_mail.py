@@ -63,7 +63,7 @@ def link_in(message: EmailMessage) -> str:
     return path
 
 
-def outbox(run_db, where: str = "1", params: tuple = ()) -> list[dict]:
+def outbox(run_db, where: str = "1 = 1", params: tuple = ()) -> list[dict]:
     return [dict(r) for r in run_db(lambda db: db.fetchall(
         f"SELECT * FROM mail_outbox WHERE {where} ORDER BY id", params))]
 

@@ -16,8 +16,8 @@ from federation.documents import Urls
 from federation.fetch import JRD_ACCEPT, Fetcher, FetchError
 from federation.handlers import MAX_BACKFILL_PAGES, backfill
 from node.cli import initialise
-from node.db import Database
 from tests.attacks import TALLY, report_tally
+from tests.helpers import database
 from tests.test_fetch import PUBLIC_V4, FakeDNS, Network
 
 
@@ -35,7 +35,7 @@ def _with_federation(tmp: Path, fetcher: Fetcher, work: Callable[[Federation], A
 
 
 async def _federating(tmp: Path, fetcher: Fetcher, work: Callable[[Federation], Any]) -> Any:
-    db = Database(tmp / "grassroots.db")
+    db = database(tmp / "grassroots.db")
     await db.open()
     try:
         async with fetcher:

@@ -21,7 +21,7 @@ from node.cli import initialise
 from node.db import Database
 from node.domain import EventDraft, GroupDraft
 from node.storage import events, groups
-from tests.helpers import free_port, run_on, serving, wait_for
+from tests.helpers import database, free_port, run_on, serving, wait_for
 from tests.test_federation import Node
 from tests.test_fetch import PUBLIC_V4, FakeDNS, Network
 
@@ -172,7 +172,7 @@ def _backfill(tmp: Path, network: Network, dns: FakeDNS, following: str = "accep
     initialise(tmp, "https://ours.example")
 
     async def work() -> int:
-        db = Database(tmp / "grassroots.db")
+        db = database(tmp / "grassroots.db")
         await db.open()
         try:
             await store.save_peer(db, "peer.example", "https://peer.example/actor",

@@ -18,11 +18,10 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from node.cli import initialise
-from node.db import Database
 from node.domain import EventDraft, Format, NodeSettings, RegistrationMode
 from node.storage import accounts, events, groups, remote
 from node.storage.settings import save_settings
-from tests.helpers import draft, serving, wait_for
+from tests.helpers import database, draft, serving, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 PEER_GROUP = "https://peer.example/groups/harbour-lights"
@@ -30,7 +29,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 async def seed(path: Path) -> None:
-    db = Database(path)
+    db = database(path)
     await db.open()
     try:
         await save_settings(db, NodeSettings(name="Leith Peer Support",
@@ -145,8 +144,8 @@ def test_member_registers_finds_joins_and_rsvps(node_url, tmp_path):
         expect(first).to_contain_text("Grief Walk weekly")
         first.get_by_role("link").click()
         expect(page.get_by_text("https://meet.example/secret-room")).to_be_visible()
-        page.get_by_role("button", name=re.compile(r"going|^yes", re.I)).first.click()
-        expect(page.get_by_text(re.compile(r"you are going", re.I)).first).to_be_visible()
+        page.get_by_role("button", name=re.compile(r"going|^yes", re.IGNORECASE)).first.click()
+        expect(page.get_by_text(re.compile(r"you are going", re.IGNORECASE)).first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "journey.png"), full_page=True)
 
         # Keyboard users reach the main content first.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -88,20 +87,9 @@ class NodeProcess(Node):
                 self._proc.kill()
                 self._proc.wait()
 
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        """Read the database, running or not (read-write, so a killed node's WAL is recovered)."""
-        conn = sqlite3.connect(self.data / "grassroots.db", timeout=30)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-
     def write(self, sql: str, params: tuple = ()) -> None:
-        conn = sqlite3.connect(self.data / "grassroots.db", timeout=30, isolation_level=None)
-        try:
-            conn.execute(sql, params)
-        finally:
-            conn.close()
+        """One statement on the node's database, running or not."""
+        self.run(lambda db: db.write(sql, params))
 
 
 def new_node(tmp: Path, name: str, host: str) -> NodeProcess:

@@ -33,6 +33,7 @@ from federation.fetch import Fetcher
 from federation.retry import GIVE_UP_AFTER, MAX_DELAY, MAX_RETRY_AFTER, next_attempt
 from federation.signatures import SignatureError, check, verify_request
 from node.db import Database, parse_stamp, stamp
+from tests.helpers import database
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RETRIABLE = [None, 401, 408, 500, 502, 504, 520, 429, 503]
@@ -252,7 +253,7 @@ class Node:
 def on_node(tmp_path: Path, peer: Peer, scenario: Callable[[Node], Awaitable[None]], *,
             lease_seconds: float = 120, deadline: float = 10) -> None:
     async def go() -> None:
-        db = Database(tmp_path / "node.db")
+        db = database(tmp_path / "node.db")
         await db.open()
         async with Fetcher(allow_private=True, deadline=deadline) as fetcher:
             try:
@@ -477,7 +478,7 @@ def test_the_lease_must_outlast_an_exchange(tmp_path):
     async def scenario() -> None:
         async with Fetcher(deadline=10) as fetcher:
             with pytest.raises(ValueError):
-                DeliveryWorker(Database(tmp_path / "x.db"), fetcher, key_id_for,
+                DeliveryWorker(database(tmp_path / "x.db"), fetcher, key_id_for,
                                lease_seconds=11)
 
     asyncio.run(scenario())

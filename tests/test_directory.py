@@ -152,6 +152,7 @@ def test_malformed_filters_get_a_clear_error(listed, visitor):
     assert "Use a date like" in r.text and 'id="e-format"' in r.text
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan and its FTS5 table
 def test_directory_query_uses_fts_and_indexes_not_a_scan_per_filter(listed, run_db):
     """Filters become index lookups: the plan never scans a tag or FTS table."""
     from node.domain import DirectoryQuery

@@ -11,7 +11,9 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,7 +30,7 @@ from node.cli import initialise
 from node.db import Database, connect_sync, stamp
 from node.domain import EventDraft, Format
 from node.storage import accounts, events, groups, remote
-from tests.helpers import draft, free_port, run_on
+from tests.helpers import database, draft, free_port, run_on
 from tests.test_crash import NodeProcess
 
 
@@ -39,30 +41,35 @@ def arrival(n: int, actor: Any = "https://peer.test/actor") -> store.Arrival:
 
 
 async def commits_during(db: Database, work: Awaitable[Any]) -> tuple[Any, int]:
-    """``work``'s result and how many transactions the writer committed meanwhile."""
-    statements: list[str] = []
-    async with db.transaction() as conn:  # the writer: trace what it runs from now on
-        await conn.set_trace_callback(statements.append)
-    statements.clear()
-    result = await work
-    async with db.transaction() as conn:
-        await conn.set_trace_callback(None)
-    return result, _transactions(statements[:-1])  # not the BEGIN that stopped the trace
+    """``work``'s result and how many transactions the database committed meanwhile: each
+    ``transaction()`` that ends without an error, and each ``write`` (one of its own)."""
+    commits = 0
+    transaction, write = db.transaction, db.write
+    writing: ContextVar[bool] = ContextVar("writing", default=False)
 
+    @asynccontextmanager
+    async def counted_transaction() -> AsyncIterator[Any]:
+        nonlocal commits
+        async with transaction() as conn:
+            yield conn
+        commits += not writing.get()  # a write's own transaction is counted as the write
 
-def _transactions(statements: list[str]) -> int:
-    """Committed transactions: each BEGIN ... COMMIT, and each write outside one."""
-    count, inside = 0, False
-    for statement in statements:
-        word = statement.split(None, 1)[0].upper()
-        if word == "BEGIN":
-            inside = True
-        elif word in ("COMMIT", "ROLLBACK"):
-            count += word == "COMMIT"
-            inside = False
-        elif not inside and word in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
-            count += 1
-    return count
+    async def counted_write(sql: str, params: Any = ()) -> Any:
+        nonlocal commits
+        token = writing.set(True)
+        try:
+            rows = await write(sql, params)
+        finally:
+            writing.reset(token)
+        commits += 1
+        return rows
+
+    db.transaction, db.write = counted_transaction, counted_write  # type: ignore[method-assign]
+    try:
+        result = await work
+    finally:
+        del db.transaction, db.write
+    return result, commits
 
 
 async def stored_ids(db: Database) -> Counter[str]:
@@ -71,6 +78,7 @@ async def stored_ids(db: Database) -> Counter[str]:
 
 # --- durability pragmas -------------------------------------------------------------
 
+@pytest.mark.sqlite_only  # SQLite's durability pragmas
 def test_every_writing_connection_commits_with_synchronous_full(tmp_path):
     async def scenario(db: Database) -> None:
         async with db.transaction() as conn:
@@ -438,7 +446,7 @@ def test_a_full_inbox_backlog_refuses_new_activities_and_stores_nothing(tmp_path
     monkeypatch.setattr(acceptor_module, "MAX_BACKLOG", 3)
 
     async def run():
-        db = Database(tmp_path / "n.db")
+        db = database(tmp_path / "n.db")
         await db.open()
         acceptor = InboxAcceptor(db)
         acceptor.start()

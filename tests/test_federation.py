@@ -8,7 +8,6 @@ served A is checked for member data.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -62,11 +61,8 @@ class Node:
         return result.stdout
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        conn = sqlite3.connect(f"file:{self.data / 'grassroots.db'}?mode=ro", uri=True)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        """Rows of a read of the node's database, running or not."""
+        return [tuple(row) for row in self.run(lambda db: db.fetchall(sql, params))]
 
     def run(self, work: Callable[[Database], Any]) -> Any:
         return run_on(self.data / "grassroots.db", work)

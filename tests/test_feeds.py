@@ -10,7 +10,7 @@ from icalendar import Calendar
 
 from node.domain import EventDraft, Format, OccurrenceChange, Visibility
 from node.storage import events, groups
-from tests.helpers import draft
+from tests.helpers import ENGINE, draft
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ZONE = "Europe/Berlin"
@@ -295,7 +295,9 @@ def test_markup_in_user_text_is_escaped_in_every_feed(visitor, make_group):
 
 
 def test_control_characters_never_break_the_atom_feed(visitor, make_group):
-    make_group([], name="Bell\x07 group", summary="Line\x0bfeed\x00")
+    # PostgreSQL's text holds no NUL character (forms and federation strip it); SQLite's does.
+    nul = "\x00" if ENGINE == "sqlite" else ""
+    make_group([], name="Bell\x07 group", summary="Line\x0bfeed" + nul)
     feed = parse_atom(visitor().get("/feed.atom"))
     assert entry_titles(feed) == ["Bell group"]
 

@@ -43,9 +43,9 @@ from federation.inbox import MAX_BODY_BYTES, inbox
 from federation.keys import generate_key, load_private_key, public_pem
 from federation.signatures import digest_header, sign_headers
 from node.config import Config
-from node.db import Database
 from tests.helpers import (
     content_digest,
+    database,
     free_port,
     loopback_server,
     multikey,
@@ -145,7 +145,7 @@ class Node:
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-            self.db = Database(tmp_path / "node.db")
+            self.db = database(tmp_path / "node.db")
             await self.db.open()
             self.fetcher = make_fetcher()
             acceptor = InboxAcceptor(self.db)

@@ -18,12 +18,11 @@ from icalendar import Calendar
 from playwright.sync_api import expect
 
 from node.cli import initialise
-from node.db import Database
 from node.domain import EventDraft, Format, JoinPolicy, NodeSettings, RegistrationMode
 from node.security import hash_password
 from node.storage import accounts, events, groups
 from node.storage.settings import save_settings
-from tests.helpers import draft, serving, wait_for
+from tests.helpers import database, draft, serving, wait_for
 from tests.test_browser import chromium
 
 ZONE = "Europe/Lisbon"
@@ -33,7 +32,7 @@ PASSWORD = "a long enough password"
 
 
 async def seed(path: Path) -> None:
-    db = Database(path)
+    db = database(path)
     await db.open()
     try:
         await save_settings(db, NodeSettings(name="Lisbon Peer Support",

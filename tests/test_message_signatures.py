@@ -263,7 +263,7 @@ def test_an_uncovered_authority_is_refused_even_with_a_valid_signature():
     ("rsa-v1_5-sha256", ED_PUBLIC, "does not fit the key"),
     ("rsa-pss-sha512", RSA_PUBLIC, "unsupported signature algorithm"),
     ("hmac-sha256", RSA_PUBLIC, "unsupported signature algorithm"),
-])
+], ids=["ed25519-rsa-key", "rsa-ed25519-key", "rsa-pss", "hmac"])
 def test_an_algorithm_that_is_unsupported_or_does_not_fit_the_key_is_refused(alg, public, reason):
     facts = verify(signed(alg=alg), public)
     assert not facts.signature_valid

@@ -6,11 +6,13 @@ anywhere) and as `grassroots serve` processes on 127.0.0.1.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import sqlite3
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,6 +73,27 @@ def not_admitted_create(actor_host: str = "peer.example") -> bytes:
 
 # Health and readiness --------------------------------------------------------------
 
+@contextmanager
+def write_held(data_dir: Path) -> Iterator[None]:
+    """A write transaction open on the node's database, as another process would hold it,
+    until the block ends."""
+    held, release = threading.Event(), threading.Event()
+
+    async def hold(db) -> None:
+        async with db.transaction():
+            held.set()
+            await asyncio.to_thread(release.wait)
+
+    holder = threading.Thread(target=run_on, args=(data_dir, hold))
+    holder.start()
+    try:
+        assert held.wait(15), "the other writer did not begin"
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_healthz_says_the_process_answers(client):
     response = client.get("/healthz")
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
@@ -89,16 +112,11 @@ def test_readyz_names_each_check_and_is_ready_on_a_running_node(client):
 def test_readyz_is_503_while_the_database_takes_no_write(client, data_dir, monkeypatch):
     monkeypatch.setattr(health, "PROBE_WAIT_SECONDS", 1.0)
     monkeypatch.setattr(health, "PROBE_EVERY_SECONDS", 0.0)
-    holder = sqlite3.connect(data_dir / "grassroots.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-    try:
+    with write_held(data_dir):  # another process holding the write lock
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["status"] == "not ready"
         assert response.json()["checks"]["database"]["state"] == "failing"
-    finally:
-        holder.rollback()
-        holder.close()
     wait_for(lambda: client.get("/readyz").status_code == 200, "ready again", timeout=15)
 
 
@@ -170,8 +188,7 @@ def test_a_delivery_waiting_for_a_down_peer_shows_its_host_depth_and_age(client,
     wait_for(lambda: value(client.get("/metrics").text, "grassroots_deliveries_total",
                            outcome="retry") >= 1, "the delivery to be tried")
     hour_ago = stamp(datetime.now(UTC) - timedelta(hours=1))
-    with sqlite3.connect(client.app_state["config"].db_path, timeout=10) as conn:
-        conn.execute("UPDATE deliveries SET created_at = ?", (hour_ago,))
+    run_db(lambda db: db.write("UPDATE deliveries SET created_at = ?", (hour_ago,)))
     text = client.get("/metrics").text
     assert value(text, "grassroots_delivery_queue_depth", host=down) == 1
     assert 3500 < value(text, "grassroots_delivery_queue_oldest_age_seconds", host=down) < 3700

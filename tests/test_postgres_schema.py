@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from node import postgres
 from node.config import write_config
 from node.db import NewerDatabase, connect_sync, migrate, migration_files
+from tests.helpers import draft, free_port, publish_listing, run_on, started
 from tests.postgres import pg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,15 +383,28 @@ def test_grassroots_migrate_prints_the_same_lines_on_both_engines(pg_url, tmp_pa
     assert on_sqlite[-1] == f"{len(migration_files())} applied, 0 pending."
 
 
-def test_serve_refuses_a_database_url_it_cannot_serve_from_yet(pg_url, tmp_path):
+def test_a_node_given_a_database_url_keeps_everything_in_postgresql(pg_url, tmp_path,
+                                                                    monkeypatch):
+    """init and serve with GRASSROOTS_DATABASE_URL: the first admin, a group published
+    beside the running node, and the pages all come from PostgreSQL; no SQLite file."""
     data = tmp_path / "node"
-    write_config(data, "http://127.0.0.1:8000")
-    sqlite_migrated(data / "grassroots.db").close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRASSROOTS_")}
+    port = free_port()
+    monkeypatch.setenv("GRASSROOTS_DATABASE_URL", pg_url)
     done = subprocess.run(
-        [sys.executable, "-m", "node.cli", "serve", "--data", str(data), "--port", "1",
-         "--url", "http://127.0.0.1:8000"],
-        cwd=ROOT, env={**env, "GRASSROOTS_DATABASE_URL": pg_url}, capture_output=True,
-        text=True, timeout=120, check=False)
-    assert done.returncode == 1
-    assert "database_url is set" in done.stderr and "Serving" not in done.stdout
+        [sys.executable, "-m", "node.cli", "init", "--data", str(data), "--port", str(port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert pg(pg_url, lambda conn: conn.fetchval(
+        "SELECT count(*) FROM accounts WHERE is_admin = 1")) == 1
+    url = f"http://127.0.0.1:{port}"
+    with started([sys.executable, "-m", "node.cli", "serve", "--data", str(data),
+                  "--port", str(port)], url):
+        group_id, _ = run_on(data, lambda db: publish_listing(
+            db, draft(name="Tuesday Night Listening")))
+        slug = pg(pg_url, lambda conn: conn.fetchval("SELECT slug FROM groups WHERE id = $1",
+                                                       group_id))
+        page = httpx.get(f"{url}/groups/{slug}")
+        listed = httpx.get(f"{url}/groups", params={"q": "listening"})
+    assert page.status_code == 200 and "Tuesday Night Listening" in page.text
+    assert f"/groups/{slug}" in listed.text
+    assert not (data / "grassroots.db").exists()

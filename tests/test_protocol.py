@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -679,11 +678,8 @@ def test_mastodon_follower_gets_accepted_then_meetings_then_undoes(dev_node, mas
     # What was sent, as received and as stored, expands offline with no undefined term.
     with mastodon.lock:
         bodies = [d.body for d in mastodon.received]
-    conn = sqlite3.connect(f"file:{data / 'grassroots.db'}?mode=ro", uri=True)
-    try:
-        stored = [json.loads(r[0]) for r in conn.execute("SELECT body FROM activities")]
-    finally:
-        conn.close()
+    stored = [json.loads(r[0]) for r in helpers.run_on(
+        data, lambda db: db.fetchall("SELECT body FROM activities"))]
     assert {a["type"] for a in stored} >= {"Accept", "Create", "Update"}
     for document in (*bodies, *stored):
         (expanded,) = expand(document)

@@ -84,6 +84,11 @@ def rows(run_db, table: str) -> list[tuple]:
     return [tuple(r) for r in run_db(lambda db: db.fetchall(f"SELECT * FROM {table}"))]
 
 
+def columns(run_db, table: str) -> list[str]:
+    """A table's column names, in order, as a stored row of it reads."""
+    return list(run_db(lambda db: db.fetchone(f"SELECT * FROM {table}")).keys())
+
+
 def stored_count(run_db) -> dict[str, int]:
     return {t: run_db(lambda db, t=t: db.fetchval(f"SELECT count(*) FROM {t}")) for t in TABLES}
 
@@ -208,15 +213,23 @@ def test_answers_keep_no_account_and_no_time(facilitator, group_id, visitor, run
     members = seeded_members(run_db, group_id, 3)
     for n, account_id in enumerate(members):
         answer(run_db, event_id, key, group_id, account_id, n + 1, f"w{n}")
-    columns = [c[1] for c in rows(run_db, "pragma_table_info('pulse_answers')")]
-    assert columns == ["event_id", "occurrence", "token", "scale", "word"]
+    assert columns(run_db, "pulse_answers") == ["event_id", "occurrence", "token", "scale",
+                                                "word"]
     stored = rows(run_db, "pulse_answers")
     for _, occurrence, token, _, _ in stored:
         assert occurrence == key and re.fullmatch(r"[0-9a-f]{32}", token)
+    assert columns(run_db, "pulse_answered") == ["event_id", "occurrence", "account_id"]
+
+
+@pytest.mark.sqlite_only  # a PostgreSQL table's rows lie where, and when, they were written
+def test_answers_are_kept_in_token_order_in_the_sqlite_file(facilitator, group_id, visitor,
+                                                            run_db):
+    event_id, key = held(run_db, group_id)
+    for n, account_id in enumerate(seeded_members(run_db, group_id, 3)):
+        answer(run_db, event_id, key, group_id, account_id, n + 1, f"w{n}")
+    stored = rows(run_db, "pulse_answers")
     # The rows are kept in token order: nothing of who came first.
     assert [r[2] for r in stored] == sorted(r[2] for r in stored)
-    answered = [c[1] for c in rows(run_db, "pragma_table_info('pulse_answered')")]
-    assert answered == ["event_id", "occurrence", "account_id"]
 
 
 def test_facilitator_is_told_when_pulses_are_erased_and_they_are(facilitator, group_id,

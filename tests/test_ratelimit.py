@@ -4,7 +4,6 @@ The flood between two real peers is in tests/test_attacks.py.
 """
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -186,11 +185,8 @@ def test_a_busy_peer_is_waited_for_and_gets_everything_later_each_once(
     initialise(tmp_path / "b", f"http://127.0.0.2:{b_port}")
 
     def query(name: str, sql: str, params: tuple = ()) -> list[tuple]:
-        conn = sqlite3.connect(f"file:{tmp_path / name / 'grassroots.db'}?mode=ro", uri=True)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        return [tuple(row) for row in run_on(tmp_path / name,
+                                             lambda db: db.fetchall(sql, params))]
 
     def cli(name: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", "node.cli", *args, "--data", str(tmp_path / name)],

@@ -7,7 +7,7 @@ themes to its members). Both pages, with their theme sections, pass axe-core.
 """
 from __future__ import annotations
 
-import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from node.db import Database
-from tests.helpers import local_key
+from tests.helpers import local_key, run_on
 from tests.members_browser import (
     logged_in,
     members_node,
@@ -44,10 +44,10 @@ def node(tmp_path):
 
 
 def stored(db_path: Path, sql: str) -> object:
-    """One value read from the node's database (the browser's event loop is running, so
-    the node's async database layer is not used here)."""
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        return conn.execute(sql).fetchone()[0]
+    """One value read from the node's database, on a thread of its own (the browser's
+    event loop is running on this one)."""
+    with ThreadPoolExecutor(1) as reader:
+        return reader.submit(run_on, db_path, lambda db: db.fetchval(sql)).result()
 
 
 def propose(page: Page, theme: str, signed: bool = False) -> None:

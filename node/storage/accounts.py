@@ -5,11 +5,10 @@ new password) is passed in by the caller and committed with the change.
 """
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from node.db import Database, stamp, timestamp
+from node.db import Conflict, Database, Row, stamp, timestamp
 from node.domain import Account, AccountStatus
 from node.mail import OutgoingMail
 from node.security import new_token, token_hash
@@ -42,7 +41,7 @@ class LastAdmin(Exception):
 FORMER_MEMBER = "a former member"
 
 
-def _account(row: sqlite3.Row) -> Account:
+def _account(row: Row) -> Account:
     return Account(
         id=row["id"],
         email=row["email"],
@@ -96,20 +95,19 @@ async def create_account(
             cursor = await conn.execute(
                 "INSERT INTO accounts (email, display_name, password_hash, is_admin, status,"
                 " created_at, language, email_verified_at, join_reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (email, display_name, password_hash, int(is_admin), status, now, language,
                  now if verified else None, join_reason),
             )
-            account_id = cursor.lastrowid
-            assert account_id is not None
+            account_id = (await cursor.fetchone())[0]
             if letter is not None:
                 await enqueue_mail(conn, letter(account_id))
             if status is AccountStatus.PENDING:
                 await record_for_admins(conn, "account_review", applicant_id=account_id,
                                         reason=join_reason)
             return account_id
-    except sqlite3.IntegrityError as e:
-        if "accounts.email" in str(e):
+    except Conflict as e:
+        if e.where == "accounts.email":
             raise EmailTaken(email) from e
         raise
 
@@ -159,7 +157,7 @@ async def update_profile(
                 "UPDATE accounts SET display_name = ?, email = ? WHERE id = ?",
                 (display_name, email, account_id),
             )
-    except sqlite3.IntegrityError as e:
+    except Conflict as e:
         raise EmailTaken(email) from e
 
 
@@ -208,7 +206,7 @@ async def confirm_email_change(db: Database, account_id: int, new_email: str) ->
             "UPDATE accounts SET email = pending_email, pending_email = NULL,"
             " email_verified_at = ? WHERE id = ? AND pending_email = ? RETURNING id",
             (timestamp(), account_id, new_email))
-    except sqlite3.IntegrityError as e:
+    except Conflict as e:
         raise EmailTaken(new_email) from e
     return bool(rows)
 
@@ -223,7 +221,8 @@ async def change_password(db: Database, account_id: int, password_hash: str, *,
     """
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?",
+            "UPDATE accounts SET password_hash = ? WHERE id = ?"
+            " AND password_hash IS NOT DISTINCT FROM ?",
             (password_hash, account_id, replacing),
         )
         if cursor.rowcount != 1:
@@ -311,7 +310,7 @@ async def delete_account(db: Database, account_id: int, *, by: Account | str = F
         if handover:
             raise HandOverFirst([(r[0], r[1]) for r in handover])
         cursor = await conn.execute(
-            "SELECT a.is_admin AND a.status = 'active' AND NOT EXISTS (SELECT 1 FROM accounts o"
+            "SELECT a.is_admin = 1 AND a.status = 'active' AND NOT EXISTS (SELECT 1 FROM accounts o"
             " WHERE o.is_admin = 1 AND o.status = 'active' AND o.id != a.id)"
             " FROM accounts a WHERE a.id = ?", (account_id,))
         row = await cursor.fetchone()
@@ -387,7 +386,7 @@ async def create_invite_code(db: Database, created_by: int, uses: int) -> str:
     return code
 
 
-async def list_invite_codes(db: Database) -> list[sqlite3.Row]:
+async def list_invite_codes(db: Database) -> list[Row]:
     return await db.fetchall(
         "SELECT code, uses_left, created_at FROM invite_codes WHERE uses_left > 0"
         " ORDER BY created_at DESC"

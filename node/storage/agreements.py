@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Writing, stamp, timestamp
 from node.storage.changes import record_change
 from node.storage.notices import record_notice
 
@@ -59,7 +57,7 @@ class Comment:
 
 # Versions --------------------------------------------------------------------------------
 
-async def write_version(conn: aiosqlite.Connection, group_id: int, text: str, how: How,
+async def write_version(conn: Writing, group_id: int, text: str, how: How,
                         proposal_id: int | None = None, *, author_id: int | None = None) -> int:
     """Inside the caller's write transaction: the group's next version; its number.
 
@@ -156,10 +154,10 @@ async def propose(db: Database, group_id: int, account_id: int, base_version: in
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "INSERT INTO agreement_proposals (group_id, account_id, base_version, text,"
-            " reason, created_at, closes_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " reason, created_at, closes_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (group_id, account_id, base_version, text, reason, stamp(now),
              stamp(now + timedelta(days=discussion_days))))
-        proposal_id = cursor.lastrowid
+        proposal_id = (await cursor.fetchone())[0]
         for member_id in await _active_members(conn, group_id):
             if member_id != account_id:
                 await record_notice(conn, "agreement_proposed", member_id,
@@ -167,7 +165,7 @@ async def propose(db: Database, group_id: int, account_id: int, base_version: in
     return proposal_id
 
 
-async def _active_members(conn: aiosqlite.Connection, group_id: int) -> list[int]:
+async def _active_members(conn: Writing, group_id: int) -> list[int]:
     cursor = await conn.execute(
         "SELECT account_id FROM memberships WHERE group_id = ? AND status = 'active'"
         " ORDER BY account_id", (group_id,))
@@ -202,7 +200,7 @@ async def end_proposal(db: Database, proposal_id: int, state: str, *,
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "UPDATE agreement_proposals SET state = ?, decided_at = ?"
-            " WHERE id = ? AND state = 'open' AND (? IS NULL OR account_id = ?)",
+            " WHERE id = ? AND state = 'open' AND (CAST(? AS BIGINT) IS NULL OR account_id = ?)",
             (state, timestamp(), proposal_id, proposer_id, proposer_id))
         return cursor.rowcount == 1
 
@@ -218,7 +216,7 @@ async def adopt(db: Database, proposal_id: int, how: How) -> int | None:
         return await _adopt(conn, proposal_id, how)
 
 
-async def _adopt(conn: aiosqlite.Connection, proposal_id: int, how: How) -> int | None:
+async def _adopt(conn: Writing, proposal_id: int, how: How) -> int | None:
     cursor = await conn.execute(
         "SELECT group_id, base_version, text, account_id FROM agreement_proposals"
         " WHERE id = ? AND state = 'open'", (proposal_id,))
@@ -286,7 +284,7 @@ async def object_to(db: Database, proposal_id: int, account_id: int, reason: str
         cursor = await conn.execute(
             "INSERT INTO agreement_objections (proposal_id, account_id, reason)"
             " SELECT id, ?, ? FROM agreement_proposals WHERE id = ? AND state = 'open'"
-            " ON CONFLICT DO UPDATE SET reason = excluded.reason",
+            " ON CONFLICT (proposal_id, account_id) DO UPDATE SET reason = excluded.reason",
             (account_id, reason, proposal_id))
         return cursor.rowcount == 1
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from node.db import Database, timestamp
+from node.db import Database, Writing, timestamp
 from node.domain import Account
 
 PAGE_SIZE = 50
@@ -31,7 +29,7 @@ async def record_action(db: Database, actor: Account | str, action: str, target:
         await record_in(conn, actor, action, target)
 
 
-async def record_in(conn: aiosqlite.Connection, actor: Account | str, action: str,
+async def record_in(conn: Writing, actor: Account | str, action: str,
                     target: str) -> None:
     """Inside the caller's write transaction: the entry commits, or not, with the action.
 

@@ -15,7 +15,12 @@ from node.storage.events import (
     UpcomingMeeting,
     upcoming_meeting,
 )
-from node.storage.groups import LISTED, LISTED_OCCURRENCE, directory_filter, fts_query
+from node.storage.groups import (
+    LISTED,
+    LISTED_OCCURRENCE,
+    directory_filter,
+    search_words,
+)
 
 # A day in any zone lies within this of the same UTC day (UTC-12 to UTC+14).
 ZONE_REACH = timedelta(days=1)
@@ -28,16 +33,16 @@ FEW_GROUPS = 500
 FEW_BY_DAY = 4
 
 
-def _groups(query: DirectoryQuery, viewer: Account | None,
+def _groups(db: Database, query: DirectoryQuery, viewer: Account | None,
             walking: bool = False) -> tuple[list[str], list[object]]:
     """The directory's conditions on ``g`` (its dates are the calendar's window instead),
     its free text as one more."""
     where, params = directory_filter(replace(query, date_from="", date_to=""), viewer,
                                      walking)
-    match = fts_query(query.q)
-    if match:
-        where.append("g.id IN (SELECT rowid FROM groups_fts WHERE groups_fts MATCH ?)")
-        params.append(match)
+    words = search_words(query.q)
+    if words:
+        where.append(f"g.id IN (SELECT rowid FROM {db.dialect.matches} f)")
+        params.append(db.dialect.terms(words))
     return where, params
 
 
@@ -58,7 +63,7 @@ class Scope:
         values = list(self.head_params)
         for start, end in windows:
             values += [*self.part_params, stamp(start), stamp(end), limit]
-        parts = " UNION ALL ".join([f"SELECT * FROM ({self.part})"] * len(windows))
+        parts = " UNION ALL ".join([f"SELECT * FROM ({self.part}) AS w"] * len(windows))
         return f"{self.head} {parts}", values
 
 
@@ -69,10 +74,10 @@ async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None,
 
     Ties go by group id, the time index's own order: a busy hour's first few are read
     without sorting all of its meetings (``in_order`` sorts them for the page)."""
-    where, params = _groups(query, viewer)
+    where, params = _groups(db, query, viewer)
     condition = " AND ".join(where)
     few = await db.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?)",
+        f"SELECT count(*) FROM (SELECT 1 FROM groups g WHERE {condition} LIMIT ?) AS m",
         [*params, few_groups + 1]) <= few_groups
     meetings = (f"JOIN events e ON e.id = o.event_id {MOVED_JOIN} WHERE {LISTED_EVENT}"
                 f" AND {LISTED_OCCURRENCE}")
@@ -84,7 +89,7 @@ async def _scope(db: Database, query: DirectoryQuery, viewer: Account | None,
             f"SELECT {MEETING_COLUMNS} FROM chosen c CROSS JOIN occurrences o INDEXED BY"
             " occurrences_group ON o.group_id = c.id CROSS JOIN groups g ON g.id = c.id"
             f" {meetings} AND {window}", [])
-    where, params = _groups(query, viewer, walking=True)
+    where, params = _groups(db, query, viewer, walking=True)
     return Scope("", [], f"SELECT {MEETING_COLUMNS} FROM occurrences o INDEXED BY"
                  " occurrences_time CROSS JOIN groups g ON g.id = o.group_id"
                  f" {meetings} AND {' AND '.join(where)} AND {window}", params)
@@ -150,6 +155,6 @@ async def meetings_by_day(
 
 async def matching_group_ids(db: Database, query: DirectoryQuery) -> set[int]:
     """The public listed groups a saved search (a subscription) matches."""
-    where, params = _groups(query, None)
+    where, params = _groups(db, query, None)
     rows = await db.fetchall(f"SELECT g.id FROM groups g WHERE {' AND '.join(where)}", params)
     return {row[0] for row in rows}

@@ -5,12 +5,10 @@ the current state, so many edits in a row still become one activity.
 """
 from __future__ import annotations
 
-import aiosqlite
-
-from node.db import timestamp
+from node.db import Writing, timestamp
 
 
-async def record_change(conn: aiosqlite.Connection, kind: str, local_id: int) -> None:
+async def record_change(conn: Writing, kind: str, local_id: int) -> None:
     """Inside the caller's write transaction: the change and its record commit together."""
     await conn.execute(
         "INSERT INTO listing_changes (kind, local_id, created_at) VALUES (?, ?, ?)",

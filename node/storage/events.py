@@ -1,14 +1,10 @@
 """Meetings: series, per-occurrence changes, expanded occurrences and RSVPs."""
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Row, Writing, stamp, timestamp
 from node.domain import (
     Event,
     EventDraft,
@@ -40,7 +36,7 @@ def parse_local(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _event(row: sqlite3.Row) -> Event:
+def _event(row: Row) -> Event:
     return Event(
         id=row["id"],
         group_id=row["group_id"],
@@ -61,7 +57,7 @@ def _event(row: sqlite3.Row) -> Event:
     )
 
 
-def _change(row: sqlite3.Row) -> OccurrenceChange:
+def _change(row: Row) -> OccurrenceChange:
     return OccurrenceChange(
         original_start=parse_local(row["original_start"]),
         cancelled=bool(row["cancelled"]),
@@ -119,7 +115,7 @@ def expansion(series: Event | EventDraft, cancelled: bool, changes: list[Occurre
     return Expansion(rows, stamp(due))
 
 
-async def insert_occurrences(conn: aiosqlite.Connection,
+async def insert_occurrences(conn: Writing,
                              expanded: list[tuple[int, int, Expansion]]) -> None:
     """Store the rows of (event id, group id, expansion) triples, in one trip."""
     await conn.executemany(
@@ -130,7 +126,7 @@ async def insert_occurrences(conn: aiosqlite.Connection,
     )
 
 
-async def _materialise(conn: aiosqlite.Connection, event_ids: list[int], now: datetime) -> None:
+async def _materialise(conn: Writing, event_ids: list[int], now: datetime) -> None:
     """Rewrite the expanded occurrences of these series over the horizon."""
     marks = ",".join("?" * len(event_ids))
     cursor = await conn.execute(f"SELECT * FROM events WHERE id IN ({marks})", event_ids)
@@ -158,10 +154,10 @@ async def create_event(db: Database, group_id: int, draft: EventDraft) -> int:
         cursor = await conn.execute(
             "INSERT INTO events (title, description, starts_at, duration_minutes, timezone,"
             " rrule, format, place, address, online_url, capacity, group_id, horizon_due,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _draft_values(draft) + (group_id, found.due, stamp(now), stamp(now)),
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id", _draft_values(draft) + (group_id, found.due, stamp(now), stamp(now)),
         )
-        event_id = cursor.lastrowid
+        event_id = (await cursor.fetchone())[0]
         await insert_occurrences(conn, [(event_id, group_id, found)])
         await record_change(conn, "event", event_id)
     return event_id
@@ -219,7 +215,8 @@ async def change_occurrence(db: Database, event_id: int, change: OccurrenceChang
         answered = await answers(conn, event_id, key)
         await conn.execute(
             "INSERT INTO event_exceptions (event_id, original_start, cancelled, starts_at,"
-            " duration_minutes) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " duration_minutes) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id, original_start) DO UPDATE SET"
             " cancelled = excluded.cancelled, starts_at = excluded.starts_at,"
             " duration_minutes = excluded.duration_minutes",
             (
@@ -248,7 +245,7 @@ async def restore_occurrence(db: Database, event_id: int, original_start: dateti
             await record_meeting_changed(conn, event_id, "restored", answered)
 
 
-async def _slot_changed(conn: aiosqlite.Connection, event_id: int) -> None:
+async def _slot_changed(conn: Writing, event_id: int) -> None:
     """A changed occurrence is a change of the series (its ``updated`` moves)."""
     await conn.execute("UPDATE events SET updated_at = ? WHERE id = ?", (timestamp(), event_id))
     await _materialise(conn, [event_id], datetime.now(UTC))
@@ -331,7 +328,7 @@ MOVED_JOIN = ("LEFT JOIN event_exceptions x ON x.event_id = o.event_id"
               " AND x.original_start = o.original_start")
 
 
-def upcoming_meeting(r: sqlite3.Row) -> UpcomingMeeting:
+def upcoming_meeting(r: Row) -> UpcomingMeeting:
     cancelled = bool(r["occurrence_cancelled"])
     return UpcomingMeeting(_event(r), r["original_start"], r["starts_utc"], r["ends_utc"],
                            r["group_slug"], r["group_name"], r["origin"], r["ap_id"], r["url"],
@@ -474,8 +471,8 @@ async def series_of_groups(db: Database, group_ids: list[int],
                            limit: int | None = None) -> list[MeetingSeries]:
     """The meeting series of these groups (a saved search's calendar), but those hidden;
     with ``limit``, that many of those meeting soonest."""
-    return await _series(db, "g.id IN (SELECT value FROM json_each(?))",
-                         [json.dumps(group_ids)], limit)
+    return await _series(db, f"g.id {db.dialect.among}", [db.dialect.listed(group_ids)],
+                         limit)
 
 
 async def listed_series(db: Database, limit: int | None = None) -> list[MeetingSeries]:
@@ -501,7 +498,7 @@ async def _series(db: Database, condition: str, params: list[object],
             " (SELECT o.event_id, o.starts_utc FROM occurrences o JOIN events e"
             f" ON e.id = o.event_id JOIN groups g ON g.id = e.group_id WHERE o.starts_utc >= ?"
             f" AND {condition} AND {LISTED_EVENT} ORDER BY o.starts_utc LIMIT {SOONEST_WALK})"
-            " GROUP BY event_id ORDER BY min(starts_utc) LIMIT ?))")
+            " AS soonest GROUP BY event_id ORDER BY min(starts_utc) LIMIT ?))")
         params = [*params, recent, recent, *params, limit]
     rows = await db.fetchall(
         f"SELECT e.* FROM events e {scope} ORDER BY e.starts_at, e.id", params)

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import unicodedata
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
-import aiosqlite
-
-from node.db import Database, timestamp
+from node.db import Database, Row, Writing, timestamp
 from node.domain import (
     Account,
     Cost,
@@ -63,7 +60,7 @@ def is_remote_slug(slug: str) -> bool:
     return "@" in slug
 
 
-def _group(row: sqlite3.Row, tags: dict[str, list[str]] | None = None) -> Group:
+def _group(row: Row, tags: dict[str, list[str]] | None = None) -> Group:
     tags = tags or {}
     return Group(
         id=row["id"],
@@ -110,7 +107,7 @@ async def _tags_for(db: Database, group_ids: list[int]) -> dict[int, dict[str, l
     return found
 
 
-async def _write_listing(conn: aiosqlite.Connection, group_id: int, draft: GroupDraft) -> None:
+async def _write_listing(conn: Writing, group_id: int, draft: GroupDraft) -> None:
     """Replace the tags and search row of a group from its draft."""
     await conn.execute("DELETE FROM group_tags WHERE group_id = ?", (group_id,))
     await conn.executemany(
@@ -146,9 +143,10 @@ async def create_group(db: Database, draft: GroupDraft, facilitator_id: int, *,
     base = slugify(draft.name)
     now = timestamp()
     async with db.transaction() as conn:
+        # The slug, and the base's numbered ones: "-" sorts before every digit, "." after.
         cursor = await conn.execute(
-            "SELECT slug FROM groups WHERE slug = ? OR slug GLOB ?", (base, base + "-[0-9]*")
-        )
+            "SELECT slug FROM groups WHERE slug = ? OR (slug > ? AND slug < ?)",
+            (base, base + "-0", base + "-:"))
         taken = {row[0] for row in await cursor.fetchall()} | RESERVED_SLUGS
         slug, n = base, 2
         while slug in taken:
@@ -156,10 +154,10 @@ async def create_group(db: Database, draft: GroupDraft, facilitator_id: int, *,
         cursor = await conn.execute(
             "INSERT INTO groups (name, summary, description, agreements, visibility,"
             " join_policy, format, cost, area, address, contact, slug, invite_code,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _listing_values(draft) + (slug, new_token()[:10], now, now),
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id", _listing_values(draft) + (slug, new_token()[:10], now, now),
         )
-        group_id = cursor.lastrowid
+        group_id = (await cursor.fetchone())[0]
         await _write_listing(conn, group_id, draft)
         await record_change(conn, "group", group_id)
         version = (await write_version(conn, group_id, draft.agreements, "written")
@@ -226,7 +224,7 @@ async def delete_group(db: Database, group_id: int) -> None:
 
 # Memberships ---------------------------------------------------------------
 
-def _membership(row: sqlite3.Row) -> Membership:
+def _membership(row: Row) -> Membership:
     return Membership(
         group_id=row["group_id"],
         account_id=row["account_id"],
@@ -296,7 +294,7 @@ async def set_role(db: Database, group_id: int, account_id: int, role: Role) -> 
         return cursor.rowcount == 1
 
 
-async def _last_facilitator(conn: aiosqlite.Connection, group_id: int, account_id: int) -> bool:
+async def _last_facilitator(conn: Writing, group_id: int, account_id: int) -> bool:
     cursor = await conn.execute(
         "SELECT account_id FROM memberships WHERE group_id = ? AND role = 'facilitator'"
         " AND status = 'active'",
@@ -381,9 +379,9 @@ async def groups_of(db: Database, account_id: int) -> list[tuple[Group, Membersh
 
 # Directory -----------------------------------------------------------------
 
-def fts_query(text: str) -> str:
-    """Each word of free text as a quoted prefix term: no FTS syntax leaks in."""
-    return " ".join(f'"{word}"*' for word in re.findall(r"\w+", text)[:12])
+def search_words(text: str) -> list[str]:
+    """The words of free text searched for (each as a prefix: ``Dialect.terms``)."""
+    return re.findall(r"\w+", text)[:12]
 
 
 # Date windows shorter than this many days are read in time order (about 5,000 meetings a
@@ -466,12 +464,11 @@ async def search_directory(
     """Listed groups matching every filter, best match (or soonest) first."""
     where, params = directory_filter(query, viewer)
     source = "groups g"
-    match = fts_query(query.q)
-    if match:
+    words = search_words(query.q)
+    if words:
         # Search once, then find groups by rowid (not one search per group).
-        source = ("(SELECT rowid, rank FROM groups_fts WHERE groups_fts MATCH ?) f"
-                  " CROSS JOIN groups g ON g.id = f.rowid")
-        params.insert(0, match)
+        source = f"{db.dialect.matches} f CROSS JOIN groups g ON g.id = f.rowid"
+        params.insert(0, db.dialect.terms(words))
     now = timestamp()
     condition = " AND ".join(where)
     counted = f"SELECT count(*) FROM {source} WHERE {condition}"
@@ -479,7 +476,7 @@ async def search_directory(
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, query.page), pages)
     offset = (page - 1) * PAGE_SIZE
-    if match:
+    if words:
         ids = [r[0] for r in await db.fetchall(
             f"SELECT g.id FROM {source} WHERE {condition} ORDER BY f.rank, g.name"
             " LIMIT ? OFFSET ?", [*params, PAGE_SIZE, offset])]
@@ -490,8 +487,8 @@ async def search_directory(
     rows = await db.fetchall(
         f"SELECT g.*, (SELECT o.starts_utc {soonest}) AS next_start,"
         f" (SELECT e.timezone FROM events e WHERE e.id = (SELECT o.event_id {soonest}))"
-        f" AS next_zone FROM groups g WHERE g.id IN ({','.join('?' * len(ids))})",
-        [now, now, *ids])
+        f" AS next_zone FROM groups g WHERE g.id {db.dialect.among}",
+        [now, now, db.dialect.listed(ids)])
     rows.sort(key=lambda r: ids.index(r["id"]))
     tags = await _tags_for(db, [r["id"] for r in rows])
     return DirectoryPage(
@@ -518,7 +515,7 @@ async def _soonest_first(db: Database, condition: str, params: list[object], now
     rows = await db.fetchall(
         "SELECT g.id, (SELECT min(starts_utc) FROM occurrences o WHERE o.group_id = g.id"
         f" AND o.starts_utc >= ? AND {HELD_OCCURRENCE}) AS next_start FROM groups g"
-        f" WHERE {condition} ORDER BY next_start IS NULL, next_start, g.name LIMIT ? OFFSET ?",
+        f" WHERE {condition} ORDER BY next_start NULLS LAST, g.name LIMIT ? OFFSET ?",
         [now, *params, PAGE_SIZE, offset])
     return [r[0] for r in rows]
 
@@ -534,7 +531,7 @@ async def _directory_choices(db: Database) -> dict[str, list[str]]:
     rows = await db.fetchall(
         "WITH RECURSIVE tag(kind, value) AS ("
         " SELECT column1, (SELECT min(value) FROM group_tags WHERE kind = column1)"
-        " FROM (VALUES ('topic'), ('language'))"
+        " FROM (VALUES ('topic'), ('language')) AS kinds"
         " UNION ALL SELECT kind, (SELECT min(t.value) FROM group_tags t"
         " WHERE t.kind = tag.kind AND t.value > tag.value) FROM tag WHERE value IS NOT NULL)"
         " SELECT kind, value FROM tag WHERE value IS NOT NULL AND EXISTS (SELECT 1"
@@ -559,12 +556,14 @@ async def listed_groups(db: Database, limit: int | None = None,
     most recently updated first (feeds); ``among``: only those of these ids."""
     condition, params = "", []
     if among is not None:
-        condition = f" AND g.id IN ({','.join('?' * len(among))})"
-        params = list(among)
+        condition = f" AND g.id {db.dialect.among}"
+        params = [db.dialect.listed(list(among))]
+    if limit is not None:
+        params.append(limit)
     rows = await db.fetchall(
         f"SELECT g.* FROM groups g WHERE g.visibility = 'public' AND {LISTED}{condition}"
-        " ORDER BY g.updated_at DESC, g.name LIMIT ?",
-        (*params, -1 if limit is None else limit))
+        " ORDER BY g.updated_at DESC, g.name" + (" LIMIT ?" if limit is not None else ""),
+        params)
     tags = await _tags_for(db, [r["id"] for r in rows])
     return [_group(r, tags[r["id"]]) for r in rows]
 

@@ -19,12 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from node.db import Database, timestamp
+from node.db import Database, Row, Writing, timestamp
 from node.mail import Attachment, OutgoingMail
 
 
@@ -43,7 +40,7 @@ class MailBacklog:
     oldest_created_at: str | None
 
 
-async def enqueue_mail(conn: aiosqlite.Connection, mail: OutgoingMail) -> str:
+async def enqueue_mail(conn: Writing, mail: OutgoingMail) -> str:
     """Inside the caller's write transaction: the message commits, or not, with the change.
 
     Returns the message's token (its Message-ID is ``<token@sender's domain>``).
@@ -63,7 +60,7 @@ async def enqueue_mail(conn: aiosqlite.Connection, mail: OutgoingMail) -> str:
     return token
 
 
-def _queued(row: sqlite3.Row) -> QueuedMail:
+def _queued(row: Row) -> QueuedMail:
     attachments = tuple(Attachment(a["filename"], a["content_type"], base64.b64decode(a["data"]))
                         for a in json.loads(row["attachments"]))
     return QueuedMail(
@@ -127,6 +124,6 @@ async def mail_backlog(db: Database) -> MailBacklog:
     return MailBacklog(row[0], row[1])
 
 
-async def delete_account_mail(conn: aiosqlite.Connection, account_id: int) -> None:
+async def delete_account_mail(conn: Writing, account_id: int) -> None:
     """Inside the caller's write transaction: every message kept for the account, gone."""
     await conn.execute("DELETE FROM mail_outbox WHERE account_id = ?", (account_id,))

@@ -1,10 +1,9 @@
 """Reports about listings, remote listings hidden by an admin, suspended groups."""
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from node.db import Database, timestamp
+from node.db import Database, Row, timestamp
 from node.domain import ReportReason, ReportState
 from node.storage.changes import record_change
 from node.storage.notices import record_for_admins
@@ -56,7 +55,8 @@ async def create_report(db: Database, *, reporter_id: int, group_id: int,
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "SELECT id FROM reports WHERE reporter_id = ? AND group_id = ?"
-            " AND event_id IS ? AND state = 'open'", (reporter_id, group_id, event_id))
+            " AND event_id IS NOT DISTINCT FROM ? AND state = 'open'",
+            (reporter_id, group_id, event_id))
         row = await cursor.fetchone()
         if row is not None:
             return row[0]
@@ -64,10 +64,10 @@ async def create_report(db: Database, *, reporter_id: int, group_id: int,
             "INSERT INTO reports (reporter_id, group_id, event_id, target_name, target_ap_id,"
             " reason, comment, created_at) VALUES (?, ?, ?, ?,"
             " coalesce((SELECT ap_id FROM events WHERE id = ?),"
-            "          (SELECT ap_id FROM groups WHERE id = ?)), ?, ?, ?)",
+            "          (SELECT ap_id FROM groups WHERE id = ?)), ?, ?, ?) RETURNING id",
             (reporter_id, group_id, event_id, target_name, event_id, group_id, reason,
              comment, timestamp()))
-        report_id = cursor.lastrowid
+        report_id = (await cursor.fetchone())[0]
         await record_for_admins(conn, "report", report_id=report_id)
         return report_id
 
@@ -81,12 +81,13 @@ async def record_flag(db: Database, *, flag_id: str, peer_host: str, body: str,
         cursor = await conn.execute(
             "INSERT INTO reports (peer_host, flag_id, body, group_id, event_id, target_name,"
             " reason, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (flag_id) DO NOTHING",
+            " ON CONFLICT (flag_id) DO NOTHING RETURNING id",
             (peer_host, flag_id, body, group_id, event_id, target_name, reason, comment,
              timestamp()))
-        if cursor.rowcount != 1:
+        row = await cursor.fetchone()
+        if row is None:
             return False
-        await record_for_admins(conn, "report", report_id=cursor.lastrowid)
+        await record_for_admins(conn, "report", report_id=row[0])
         return True
 
 
@@ -101,11 +102,11 @@ _REPORT_COLUMNS = (
     " LEFT JOIN groups g ON g.id = r.group_id LEFT JOIN events e ON e.id = r.event_id"
 )
 # Reports about the groups an account facilitates (none when NULL: admins see all).
-_SCOPE = ("(? IS NULL OR r.group_id IN (SELECT group_id FROM memberships"
+_SCOPE = ("(CAST(? AS BIGINT) IS NULL OR r.group_id IN (SELECT group_id FROM memberships"
           " WHERE account_id = ? AND role = 'facilitator' AND status = 'active'))")
 
 
-def _report(row: sqlite3.Row) -> Report:
+def _report(row: Row) -> Report:
     return Report(
         id=row["id"], reporter_name=row["reporter_name"], peer_host=row["peer_host"],
         group_id=row["group_id"], group_slug=row["group_slug"], origin=row["origin"],

@@ -26,15 +26,12 @@ What each kind's ``data`` holds (ids are read again when the mail is written):
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Row, Writing, stamp, timestamp
 from node.mail import OutgoingMail
 from node.storage.mail import enqueue_mail
 
@@ -46,7 +43,7 @@ SERIES_CHANGES = ("edited", "series_cancelled")
 REMINDER_WINDOW = (timedelta(hours=24), timedelta(hours=25))
 
 
-async def record_notice(conn: aiosqlite.Connection, kind: str, account_id: int,
+async def record_notice(conn: Writing, kind: str, account_id: int,
                         **data: Any) -> None:
     """Inside the caller's write transaction: the notice commits, or not, with the change.
 
@@ -61,11 +58,11 @@ async def record_notice(conn: aiosqlite.Connection, kind: str, account_id: int,
 
 async def forget_notices(db: Database, account_ids: Collection[int]) -> None:
     """Drop what is waiting to be told to these accounts (the demo's example members)."""
-    await db.write("DELETE FROM notices WHERE account_id IN (SELECT value FROM json_each(?))",
-                   (json.dumps(list(account_ids)),))
+    await db.write(f"DELETE FROM notices WHERE account_id {db.dialect.among}",
+                   (db.dialect.listed(list(account_ids)),))
 
 
-async def record_for_facilitators(conn: aiosqlite.Connection, group_id: int, kind: str,
+async def record_for_facilitators(conn: Writing, group_id: int, kind: str,
                                   **data: Any) -> None:
     """A notice about the group to each of its active facilitators."""
     cursor = await conn.execute(
@@ -75,7 +72,7 @@ async def record_for_facilitators(conn: aiosqlite.Connection, group_id: int, kin
         await record_notice(conn, kind, account_id, group_id=group_id, **data)
 
 
-async def record_for_admins(conn: aiosqlite.Connection, kind: str, **data: Any) -> None:
+async def record_for_admins(conn: Writing, kind: str, **data: Any) -> None:
     """A notice to each active admin of the node."""
     cursor = await conn.execute(
         "SELECT id FROM accounts WHERE is_admin = 1 AND status = 'active' ORDER BY id")
@@ -95,19 +92,20 @@ class Answer:
     cancelled: bool
 
 
-async def answers(conn: aiosqlite.Connection, event_id: int,
+async def answers(conn: Writing, event_id: int,
                   occurrence: str | None = None) -> list[Answer]:
     """Who answered for the series' occurrences not yet over (or the one ``occurrence``)."""
     cursor = await conn.execute(
         "SELECT r.account_id, r.occurrence, o.starts_utc, o.cancelled FROM rsvps r"
         " JOIN occurrences o"
         " ON o.event_id = r.event_id AND o.original_start = r.occurrence"
-        " WHERE r.event_id = ? AND o.ends_utc >= ? AND (? IS NULL OR r.occurrence = ?)"
+        " WHERE r.event_id = ? AND o.ends_utc >= ?"
+        " AND (CAST(? AS TEXT) IS NULL OR r.occurrence = ?)"
         " ORDER BY o.starts_utc, r.seq", (event_id, timestamp(), occurrence, occurrence))
     return [Answer(row[0], row[1], row[2], bool(row[3])) for row in await cursor.fetchall()]
 
 
-async def meeting_plan(conn: aiosqlite.Connection, event_id: int) -> tuple | None:
+async def meeting_plan(conn: Writing, event_id: int) -> tuple | None:
     """When and where a series meets, and whether it is cancelled: what members are told
     of when it changes (a new title or description is not)."""
     cursor = await conn.execute(
@@ -117,7 +115,7 @@ async def meeting_plan(conn: aiosqlite.Connection, event_id: int) -> tuple | Non
     return None if row is None else tuple(row)
 
 
-async def record_meeting_changed(conn: aiosqlite.Connection, event_id: int, change: str,
+async def record_meeting_changed(conn: Writing, event_id: int, change: str,
                                  answered: list[Answer]) -> None:
     """Tell those who ``answered`` (read before the change) of it, with the new time.
 
@@ -187,7 +185,7 @@ class Notice:
     created_at: str
 
 
-def _notice(row: sqlite3.Row) -> Notice:
+def _notice(row: Row) -> Notice:
     return Notice(row["id"], row["account_id"], row["kind"], json.loads(row["data"]),
                   row["created_at"])
 
@@ -199,11 +197,12 @@ async def due_notices(db: Database, *, immediate: Collection[str], skip: Collect
 
     A digest member's other notices wait for ``digest_accounts``.
     """
+    among, listed = db.dialect.among, db.dialect.listed
     rows = await db.fetchall(
         "SELECT n.* FROM notices n LEFT JOIN mail_preferences p ON p.account_id = n.account_id"
-        " WHERE (coalesce(p.digest, 0) = 0 OR n.kind IN (SELECT value FROM json_each(?)))"
-        " AND n.id NOT IN (SELECT value FROM json_each(?)) ORDER BY n.id LIMIT ?",
-        (json.dumps(list(immediate)), json.dumps(list(skip)), limit))
+        f" WHERE (coalesce(p.digest, 0) = 0 OR n.kind {among})"
+        f" AND NOT (n.id {among}) ORDER BY n.id LIMIT ?",
+        (listed(list(immediate)), listed(list(skip)), limit))
     return [_notice(row) for row in rows]
 
 
@@ -213,8 +212,8 @@ async def digest_accounts(db: Database, *, held_before: str,
     rows = await db.fetchall(
         "SELECT DISTINCT n.account_id FROM notices n JOIN mail_preferences p"
         " ON p.account_id = n.account_id WHERE p.digest = 1 AND n.created_at < ?"
-        " AND n.kind NOT IN (SELECT value FROM json_each(?)) ORDER BY n.account_id",
-        (held_before, json.dumps(list(immediate))))
+        f" AND NOT (n.kind {db.dialect.among}) ORDER BY n.account_id",
+        (held_before, db.dialect.listed(list(immediate))))
     return [row[0] for row in rows]
 
 
@@ -223,8 +222,8 @@ async def held_notices(db: Database, account_id: int, *, held_before: str,
     """One digest member's notices recorded before ``held_before``, oldest first."""
     rows = await db.fetchall(
         "SELECT * FROM notices WHERE account_id = ? AND created_at < ?"
-        " AND kind NOT IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (account_id, held_before, json.dumps(list(immediate))))
+        f" AND NOT (kind {db.dialect.among}) ORDER BY id",
+        (account_id, held_before, db.dialect.listed(list(immediate))))
     return [_notice(row) for row in rows]
 
 
@@ -235,8 +234,8 @@ async def send_notices(db: Database, notice_ids: list[int], mail: OutgoingMail |
     """
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "DELETE FROM notices WHERE id IN (SELECT value FROM json_each(?)) RETURNING id",
-            (json.dumps(notice_ids),))
+            f"DELETE FROM notices WHERE id {db.dialect.among} RETURNING id",
+            (db.dialect.listed(notice_ids),))
         if not await cursor.fetchall():
             return False
         if mail is not None:

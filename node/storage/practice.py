@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import astuple, fields
 
-from node.db import STAMP_FORMAT, Database
+from node.db import Database
 from node.domain import AgreementDecision, Facilitation, Practice, ThemeChoice
 from node.storage.changes import record_change
 
@@ -37,10 +37,10 @@ async def save_practice(db: Database, group_id: int, practice: Practice) -> None
         before = await cursor.fetchone()
         kept_for = before[1] if before else Practice().pulse_keep_days
         if practice.pulse_keep_days != kept_for:
+            later = db.dialect.plus_hours % {"at": "erase_after", "hours": "?"}
             await conn.execute(
-                "UPDATE pulse_meetings SET erase_after = strftime(?, erase_after, ?)"
-                " WHERE group_id = ?",
-                (STAMP_FORMAT, f"{practice.pulse_keep_days - kept_for:+d} days", group_id))
+                f"UPDATE pulse_meetings SET erase_after = {later} WHERE group_id = ?",
+                (24 * (practice.pulse_keep_days - kept_for), group_id))
         values = tuple(int(v) if isinstance(v, bool) else v for v in astuple(practice))
         await conn.execute(
             f"INSERT INTO group_practice (group_id, {', '.join(COLUMNS)})"

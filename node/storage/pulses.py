@@ -19,9 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
-from node.db import Database, parse_stamp, stamp
+from node.db import Database, Writing, parse_stamp, stamp
 
 K_ANONYMITY = 5  # the fewest answers a summary is ever made of
 SCALE = range(1, 6)
@@ -65,7 +63,7 @@ async def answer_pulse(db: Database, *, event_id: int, occurrence: str, group_id
     return True
 
 
-async def _summarise_whole_batch(conn: aiosqlite.Connection, event_id: int,
+async def _summarise_whole_batch(conn: Writing, event_id: int,
                                  occurrence: str) -> None:
     cursor = await conn.execute(
         "SELECT scale, word FROM pulse_answers WHERE event_id = ? AND occurrence = ?",

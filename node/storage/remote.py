@@ -12,9 +12,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Writing, stamp, timestamp
 from node.domain import EventDraft, GroupDraft, OccurrenceChange, occurrence_key
 from node.storage.events import (
     LOCAL_FORMAT,
@@ -26,7 +24,7 @@ from node.storage.groups import _listing_values, _write_listing
 from node.storage.themes import replace_themes
 
 # Also written in the same transaction as a copy (federation marks the activity applied).
-Then = Callable[[aiosqlite.Connection], Awaitable[None]]
+Then = Callable[[Writing], Awaitable[None]]
 
 
 class NotOwner(ValueError):
@@ -55,10 +53,10 @@ async def upsert_remote_group(db: Database, *, origin: str, ap_id: str, url: str
                 "INSERT INTO groups (name, summary, description, agreements, visibility,"
                 " join_policy, format, cost, area, address, contact, slug, origin, ap_id, url,"
                 " created_at, updated_at, confirmed_at) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 _listing_values(draft) + (f"{username}@{origin}", origin, ap_id, url, now, now,
                                           now))
-            group_id = cursor.lastrowid
+            group_id = (await cursor.fetchone())[0]
         else:
             group_id = row[0]
             await conn.execute(
@@ -99,9 +97,10 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
             " rrule, format, place, address, online_url, capacity, cancelled, url,"
             " horizon_due, updated_at, confirmed_at, group_id, ap_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING", values + (group_id, ap_id, stamp(now)))
-        if cursor.rowcount:
-            event_id = cursor.lastrowid
+            " ON CONFLICT DO NOTHING RETURNING id", values + (group_id, ap_id, stamp(now)))
+        inserted = await cursor.fetchone()
+        if inserted:
+            event_id = inserted[0]
             await _insert_changes(conn, event_id, changes)
             await insert_occurrences(conn, [(event_id, group_id, found)])
             await replace_themes(conn, event_id, themes)
@@ -133,7 +132,7 @@ async def upsert_remote_event(db: Database, *, group_id: int, ap_id: str, url: s
     return event_id
 
 
-async def _insert_changes(conn: aiosqlite.Connection, event_id: int,
+async def _insert_changes(conn: Writing, event_id: int,
                           changes: list[OccurrenceChange]) -> None:
     if changes:
         await conn.executemany(
@@ -159,7 +158,8 @@ async def delete_remote(db: Database, ap_id: str, origin: str, then: Then | None
         deleted = bool(gone) or cursor.rowcount > 0
         await conn.execute(
             "UPDATE inbox_items SET state = 'ignored', body = '', last_error = 'retracted'"
-            " WHERE host = ? AND state = 'received' AND instr(body, ?) > 0",
+            " WHERE host = ? AND state = 'received' AND"
+            f" {db.dialect.contains % {'haystack': 'body', 'needle': '?'}}",
             (origin, json.dumps(ap_id)))
         if then is not None:
             await then(conn)

@@ -67,7 +67,7 @@ async def update_resource(db: Database, resource_id: int, draft: ResourceDraft, 
     facilitator marks it public again."""
     await db.write(
         "UPDATE group_resources SET kind = ?, title = ?, url = ?, note = ?,"
-        " public = public AND ? WHERE id = ?",
+        " public = public * ? WHERE id = ?",  # still public only if keep_public
         (draft.kind, draft.title, draft.url, draft.note, int(keep_public), resource_id))
 
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from node.db import Database, timestamp
+from node.db import Database, Writing, timestamp
 from node.domain import Account, Review, Visibility
 from node.storage.audit import record_in
 from node.storage.changes import record_change
 from node.storage.notices import record_for_admins, record_for_facilitators
 
 
-async def settle_review(conn: aiosqlite.Connection, group_id: int, visibility: Visibility,
+async def settle_review(conn: Writing, group_id: int, visibility: Visibility,
                         gated: bool) -> Review | None:
     """Inside a facilitator's save: the group's review state after it.
 
@@ -63,7 +61,7 @@ async def waiting_groups(db: Database) -> list[WaitingGroup]:
     """The groups waiting for review, longest waiting first."""
     rows = await db.fetchall(
         "SELECT g.id, g.slug, g.name, g.summary, g.area,"
-        " coalesce((SELECT group_concat(a.display_name, ', ') FROM memberships m"
+        f" coalesce((SELECT {db.dialect.joined % 'a.display_name'} FROM memberships m"
         "  JOIN accounts a ON a.id = m.account_id WHERE m.group_id = g.id"
         "  AND m.role = 'facilitator' AND m.status = 'active'), '') AS facilitators,"
         " g.review_at, g.review_reason FROM groups g"
@@ -95,7 +93,7 @@ async def refuse_group(db: Database, group_id: int, admin: Account, reason: str)
         return True
 
 
-async def _decide(conn: aiosqlite.Connection, group_id: int, admin: Account,
+async def _decide(conn: Writing, group_id: int, admin: Account,
                   decision: Review, reason: str) -> bool:
     cursor = await conn.execute(
         "UPDATE groups SET review = ?, review_reason = ?, reviewed_by = ?, review_at = ?"

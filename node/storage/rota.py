@@ -8,14 +8,11 @@ checks that inside its own transaction, so two members clicking at once cannot b
 """
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Row, Writing, stamp, timestamp
 from node.storage.notices import REMINDER_WINDOW, record_notice
 
 ROTA_LENGTH = 6  # meetings the group's page shows
@@ -75,7 +72,7 @@ _ROTA = (
     " LEFT JOIN accounts ca ON ca.id = c.account_id")
 
 
-def _rota_meeting(row: sqlite3.Row) -> RotaMeeting:
+def _rota_meeting(row: Row) -> RotaMeeting:
     def turn(role: Holding) -> Turn | None:
         if row[f"{role}_id"] is None:
             return None
@@ -99,7 +96,7 @@ async def upcoming_rota(db: Database, group_id: int, now: datetime, *,
     them; only those where ``held_by`` has a turn, if given."""
     rows = await db.fetchall(
         _ROTA + " WHERE o.group_id = ? AND o.starts_utc > ? AND o.cancelled = 0"
-        " AND e.cancelled = 0 AND (? IS NULL OR ? IN (h.account_id, c.account_id))"
+        " AND e.cancelled = 0 AND (CAST(? AS BIGINT) IS NULL OR ? IN (h.account_id, c.account_id))"
         " ORDER BY o.starts_utc, o.event_id LIMIT ?",
         (group_id, stamp(now), held_by, held_by, limit))
     return [_rota_meeting(row) for row in rows]
@@ -116,7 +113,7 @@ async def holding(db: Database, event_id: int, occurrence: str,
 
 # Changing turns -------------------------------------------------------------------------
 
-async def _is_open(conn: aiosqlite.Connection, group_id: int, event_id: int, occurrence: str,
+async def _is_open(conn: Writing, group_id: int, event_id: int, occurrence: str,
                    now: datetime) -> bool:
     """Whether this is a meeting of the group still to come, not cancelled, and the group
     runs a rota."""
@@ -129,7 +126,7 @@ async def _is_open(conn: aiosqlite.Connection, group_id: int, event_id: int, occ
     return await cursor.fetchone() is not None
 
 
-async def _holder_at(conn: aiosqlite.Connection, event_id: int, occurrence: str,
+async def _holder_at(conn: Writing, event_id: int, occurrence: str,
                      account_id: int) -> bool:
     cursor = await conn.execute(
         "SELECT 1 FROM meeting_holders WHERE event_id = ? AND occurrence = ?"
@@ -180,7 +177,7 @@ async def want_swap(db: Database, group_id: int, event_id: int, occurrence: str,
         return await cursor.fetchone() is not None
 
 
-async def _hand_over(conn: aiosqlite.Connection, turn: TurnKey, to: int) -> None:
+async def _hand_over(conn: Writing, turn: TurnKey, to: int) -> None:
     """The turn changes hands: no swap asked any more, and its new holder is reminded."""
     await conn.execute(
         "UPDATE meeting_holders SET account_id = ?, swap_wanted = 0, reminded_for = NULL"
@@ -240,7 +237,7 @@ async def remove_turn(db: Database, group_id: int, event_id: int, occurrence: st
         return True
 
 
-async def release_turns(conn: aiosqlite.Connection, group_id: int, account_id: int) -> None:
+async def release_turns(conn: Writing, group_id: int, account_id: int) -> None:
     """Inside the caller's transaction: a member leaving the group gives up the turns
     they had at its meetings not yet begun."""
     await conn.execute(
@@ -265,8 +262,9 @@ async def record_due_reminders(db: Database, now: datetime) -> int:
             " AND o.original_start = meeting_holders.occurrence"
             " AND o.starts_utc >= ? AND o.starts_utc < ? AND o.cancelled = 0"
             " AND e.cancelled = 0 AND p.facilitation = 'rotating'"
-            " AND meeting_holders.reminded_for IS NOT o.starts_utc"
-            " RETURNING account_id, event_id, occurrence, role",
+            " AND meeting_holders.reminded_for IS DISTINCT FROM o.starts_utc"
+            " RETURNING meeting_holders.account_id, meeting_holders.event_id,"
+            " meeting_holders.occurrence, meeting_holders.role",
             (stamp(now + REMINDER_WINDOW[0]), stamp(now + REMINDER_WINDOW[1])))
         due = await cursor.fetchall()
         for account_id, event_id, occurrence, role in due:

@@ -5,19 +5,18 @@ These run inside a caller's write transaction, so the count and the insert
 """
 from __future__ import annotations
 
-import aiosqlite
-
+from node.db import Writing
 from node.domain import RsvpStatus
 from node.storage.notices import record_notice
 
 
-async def _capacity(conn: aiosqlite.Connection, event_id: int) -> int | None:
+async def _capacity(conn: Writing, event_id: int) -> int | None:
     cursor = await conn.execute("SELECT capacity FROM events WHERE id = ?", (event_id,))
     row = await cursor.fetchone()
     return None if row is None else row[0]
 
 
-async def _going(conn: aiosqlite.Connection, event_id: int, occurrence: str) -> int:
+async def _going(conn: Writing, event_id: int, occurrence: str) -> int:
     cursor = await conn.execute(
         "SELECT count(*) FROM rsvps WHERE event_id = ? AND occurrence = ? AND status = 'going'",
         (event_id, occurrence),
@@ -27,7 +26,7 @@ async def _going(conn: aiosqlite.Connection, event_id: int, occurrence: str) -> 
 
 
 async def take_rsvp(
-    conn: aiosqlite.Connection, event_id: int, occurrence: str, account_id: int
+    conn: Writing, event_id: int, occurrence: str, account_id: int
 ) -> RsvpStatus:
     """Say yes: a seat while there is room, else the end of the waitlist."""
     cursor = await conn.execute(
@@ -50,7 +49,7 @@ async def take_rsvp(
 
 
 async def fill_from_waitlist(
-    conn: aiosqlite.Connection, event_id: int, occurrence: str
+    conn: Writing, event_id: int, occurrence: str
 ) -> None:
     """Promote waitlisted people, first come first served, while seats are free; each
     is told."""
@@ -61,8 +60,8 @@ async def fill_from_waitlist(
     cursor = await conn.execute(
         "UPDATE rsvps SET status = 'going' WHERE seq IN ("
         " SELECT seq FROM rsvps WHERE event_id = ? AND occurrence = ? AND status = 'waitlist'"
-        " ORDER BY seq LIMIT ?) RETURNING account_id",
-        (event_id, occurrence, -1 if free is None else free),
+        " ORDER BY seq" + ("" if free is None else " LIMIT ?") + ") RETURNING account_id",
+        (event_id, occurrence) if free is None else (event_id, occurrence, free),
     )
     for (account_id,) in await cursor.fetchall():
         await record_notice(conn, "waitlist_promoted", account_id, event_id=event_id,
@@ -70,7 +69,7 @@ async def fill_from_waitlist(
 
 
 async def release_rsvp(
-    conn: aiosqlite.Connection, event_id: int, occurrence: str, account_id: int
+    conn: Writing, event_id: int, occurrence: str, account_id: int
 ) -> None:
     """Say no: drop the RSVP; a freed seat goes to the waitlist in order."""
     await conn.execute(

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-import aiosqlite
-
-from node.db import Database, stamp, timestamp
+from node.db import Database, Writing, stamp, timestamp
 from node.storage.changes import record_change
 
 THEME_LENGTH = 80
@@ -72,7 +70,7 @@ async def proposals(db: Database, event_id: int, key: str, viewer_id: int | None
                if counted else "NULL")
     rows = await db.fetchall(
         f"SELECT p.id, p.theme, p.account_id, {support} AS support,"
-        " CASE WHEN p.signed THEN a.display_name END AS signed_by"
+        " CASE WHEN p.signed = 1 THEN a.display_name END AS signed_by"
         " FROM theme_proposals p LEFT JOIN accounts a ON a.id = p.account_id"
         " WHERE p.event_id = ? AND p.occurrence = ?", (event_id, key))
     found = [Proposal(r["id"], r["theme"], r["signed_by"],
@@ -132,7 +130,7 @@ async def public_themes(db: Database, event_id: int,
 
 # Members' proposals and support ------------------------------------------------
 
-async def _is_set(conn: aiosqlite.Connection, event_id: int, key: str) -> bool:
+async def _is_set(conn: Writing, event_id: int, key: str) -> bool:
     cursor = await conn.execute(
         "SELECT 1 FROM meeting_themes WHERE event_id = ? AND occurrence = ?", (event_id, key))
     return await cursor.fetchone() is not None
@@ -201,7 +199,7 @@ async def withdraw_support(db: Database, event_id: int, key: str, account_id: in
 
 # The theme ---------------------------------------------------------------------------
 
-async def _public(conn: aiosqlite.Connection, event_id: int) -> bool:
+async def _public(conn: Writing, event_id: int) -> bool:
     cursor = await conn.execute(THEMES_PUBLIC, (event_id,))
     row = await cursor.fetchone()
     return bool(row and row[0])
@@ -237,8 +235,7 @@ async def settle_due(db: Database, now: datetime) -> int:
         " JOIN groups g ON g.id = o.group_id JOIN group_practice p ON p.group_id = o.group_id"
         " WHERE g.origin IS NULL AND p.theme_choice = 'most_supported' AND o.cancelled = 0"
         " AND o.starts_utc > ?"
-        " AND o.starts_utc <= strftime('%Y-%m-%dT%H:%M:%SZ', ?,"
-        "                              '+' || p.theme_lead_hours || ' hours')"
+        f" AND o.starts_utc <= {db.dialect.plus_hours % {'at': '?', 'hours': 'p.theme_lead_hours'}}"
         " AND NOT EXISTS (SELECT 1 FROM meeting_themes t WHERE t.event_id = o.event_id"
         "                 AND t.occurrence = o.original_start)", (stamp(now), stamp(now)))
     settled = 0
@@ -260,7 +257,7 @@ async def settle_due(db: Database, now: datetime) -> int:
     return settled
 
 
-async def replace_themes(conn: aiosqlite.Connection, event_id: int,
+async def replace_themes(conn: Writing, event_id: int,
                          themes: Sequence[tuple[str, str]]) -> None:
     """Inside the caller's write: a peer's meeting now has exactly these themes."""
     await conn.execute("DELETE FROM meeting_themes WHERE event_id = ?", (event_id,))

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import os
 import shutil
 from datetime import UTC, datetime
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -130,8 +128,7 @@ async def _figures(db: Database, config: Config, heartbeats: Heartbeats) -> Figu
         inbox_waiting=await store.inbox_backlog(db),
         mail_waiting=mail.waiting,
         mail_oldest_seconds=_age(mail.oldest_created_at, now),
-        database_bytes={"database": _size(config.db_path),
-                        "wal": _size(config.db_path.with_name(config.db_path.name + "-wal"))},
+        database_bytes=await db.sizes(),
         free_disk_bytes=shutil.disk_usage(config.data_dir).free,
         workers={name: beat.state(loop_now) == "ok"
                  for name, beat in heartbeats.beats.items()},
@@ -157,10 +154,3 @@ def _peer_queues(queues: list[store.Queue], now: datetime) -> dict[str, PeerQueu
 
 def _age(moment: str | None, now: datetime) -> float:
     return 0.0 if moment is None else max((now - parse_stamp(moment)).total_seconds(), 0.0)
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
