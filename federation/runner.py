@@ -1,12 +1,18 @@
 """The background work of a running node: apply inbox, publish changes, deliver,
 recheck quiet federated copies.
 
-Each loop works on rows with states in SQLite, so a crash or restart at any
-point leaves work that is simply picked up again: a starting runner first
-releases what a killed one had claimed. Stopping is graceful: nothing new is
-claimed, the applications and POSTs under way finish (for at most
-``STOP_GRACE_SECONDS``, then they are cancelled and redone idempotently on
-the next start), and claimed rows not tried are released.
+Each loop works on rows with states in the database, so a crash or restart at
+any point leaves work that is simply picked up again: a runner that is the only
+process on its database first releases what a killed one had claimed. Stopping
+is graceful: nothing new is claimed, the applications and POSTs under way
+finish (for at most ``STOP_GRACE_SECONDS``, then they are cancelled and redone
+idempotently on the next start), and claimed rows not tried are released.
+
+Several worker processes may share one PostgreSQL database (``shared``): each
+applies the inbox and delivers, claiming rows others have not; what a killed one
+claimed is due again when its lease ends, and none releases another's. The loops
+that look for work rather than claim it (publishing changes, rechecking quiet
+copies) run in one of them at a time (``lead``).
 """
 from __future__ import annotations
 
@@ -83,6 +89,7 @@ class Runner:
     fed: Federation
     worker: DeliveryWorker
     stopping: asyncio.Event
+    shared: bool
     tasks: list[asyncio.Task[None]]
 
 
@@ -102,21 +109,34 @@ def _at_most_every(seconds: float, step: Callable[[], Awaitable[int]]
     return gated
 
 
-async def start(fed: Federation) -> Runner:
-    # Claims still held were a previous process's: it is gone (one process per data dir).
-    await store.release_leases(fed.db)
+async def start(fed: Federation, *, shared: bool = False, leading: bool = True) -> Runner:
+    """The loops, running. ``shared``: other processes work the same database, so no
+    claim is released here; ``leading``: this one publishes and rechecks (``lead`` later)."""
+    if not shared:
+        # Claims still held were a previous process's: it is gone.
+        await store.release_leases(fed.db)
     worker = DeliveryWorker(fed.db, fed.fetcher, lambda owner: key_id_for(fed, owner),
                             events=fed.events)
     stopping = asyncio.Event()
-    return Runner(fed, worker, stopping, [
+    runner = Runner(fed, worker, stopping, shared, [
         asyncio.create_task(repeat("inbox", lambda: process_inbox(fed, stopping),
                                    fed.wake_inbox, stopping, POLL_SECONDS)),
+        asyncio.create_task(worker.run_forever(fed.wake_delivery)),
+    ])
+    if leading:
+        lead(runner)
+    return runner
+
+
+def lead(runner: Runner) -> None:
+    """Start the loops one process at a time runs: publishing changes, rechecking copies."""
+    fed, stopping = runner.fed, runner.stopping
+    runner.tasks += [
         asyncio.create_task(repeat("publisher", lambda: publish_pending(fed), None, stopping,
                                    POLL_SECONDS)),
         asyncio.create_task(repeat("freshness", _at_most_every(
             FRESHNESS_SECONDS, lambda: refresh_listings(fed)), None, stopping, POLL_SECONDS)),
-        asyncio.create_task(worker.run_forever(fed.wake_delivery)),
-    ])
+    ]
 
 
 async def stop(runner: Runner, grace: float = STOP_GRACE_SECONDS) -> None:
@@ -131,4 +151,5 @@ async def stop(runner: Runner, grace: float = STOP_GRACE_SECONDS) -> None:
         log.warning("background work still running after %.0f s; cancelled", grace)
         task.cancel()
     await asyncio.gather(*runner.tasks, return_exceptions=True)
-    await store.release_leases(runner.fed.db)
+    if not runner.shared:  # shared: what this one claimed is due when its lease ends
+        await store.release_leases(runner.fed.db)

@@ -535,15 +535,21 @@ class Delivery:
 
 
 async def claim_deliveries(db: Database, lease_seconds: float, limit: int) -> list[Delivery]:
-    """Due deliveries, leased in one statement; an expired lease is due again."""
+    """Due deliveries, leased in one statement; an expired lease is due again.
+
+    An inbox with a delivery leased is passed over: one worker at a time sends to an
+    inbox, in order, whichever process it runs in (claims are write transactions, so
+    each sees the leases of those before it)."""
     now = timestamp()
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "UPDATE deliveries SET locked_until = ? WHERE id IN ("
-            " SELECT id FROM deliveries WHERE state = 'queued' AND next_attempt_at <= ?"
+            " SELECT id FROM deliveries d WHERE state = 'queued' AND next_attempt_at <= ?"
             " AND (locked_until IS NULL OR locked_until <= ?)"
-            " ORDER BY next_attempt_at, id LIMIT ?) RETURNING id",
-            (later(lease_seconds), now, now, limit))
+            " AND NOT EXISTS (SELECT 1 FROM deliveries h WHERE h.inbox = d.inbox"
+            "  AND h.state = 'queued' AND h.locked_until > ?)"
+            f" ORDER BY next_attempt_at, id LIMIT ? {db.dialect.skip_locked}) RETURNING id",
+            (later(lease_seconds), now, now, now, limit))
         ids = [r[0] for r in await cursor.fetchall()]
         if not ids:
             return []
@@ -748,6 +754,10 @@ async def settle_change(db: Database, seq: int, kind: str, local_id: int,
     """
     subject = f"{kind}:{local_id}"
     async with db.transaction() as conn:
+        cursor = await conn.execute("DELETE FROM listing_changes WHERE seq = ? RETURNING seq",
+                                    (seq,))
+        if await cursor.fetchone() is None:
+            return  # another process settled it first: sent once
         for activity, inboxes in sends:
             obj = activity["object"]
             object_id = obj if isinstance(obj, str) else obj.get("id")
@@ -778,7 +788,6 @@ async def settle_change(db: Database, seq: int, kind: str, local_id: int,
                     " SELECT 'event', id, ? FROM events WHERE group_id = ? AND id NOT IN"
                     " (SELECT local_id FROM listing_changes WHERE kind = 'event')",
                     (timestamp(), local_id))
-        await conn.execute("DELETE FROM listing_changes WHERE seq = ?", (seq,))
 
 
 async def audience_of(db: Database, owner: str) -> list[str]:

@@ -1,10 +1,11 @@
 """The node's ASGI application, assembled in one place."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
+import os
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,20 +17,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from federation import runner
 from federation import web as federation_web
 from federation.acceptor import InboxAcceptor
-from federation.context import Federation
-from federation.documents import Urls
-from federation.fetch import Fetcher
-from federation.ratelimit import PeerRateLimits
 from node.background import Heartbeats, heartbeats
-from node.config import Config
+from node.config import Config, load_config
 from node.db import database_at
 from node.i18n import N_, LanguageNegotiation, gettext
-from node.mailer import Mailer
 from node.metrics import Metrics
-from node.notifier import Notifier
 from node.security import FailureLimiter, MailLimits
 from node.storage.events import refresh_occurrences
 from node.web import (
@@ -63,6 +57,7 @@ from node.web.middleware import CSRFProtect, SecurityHeaders
 from node.web.observe import ObserveRequests
 from node.web.proxy import ProxyHeaders
 from node.web.templating import TEMPLATES_DIR, render
+from node.work import federation_for, mailer_for, start_work, stop_work
 
 ROUTES = federation_web.ROUTES + [
     Route("/", directory.home),
@@ -148,7 +143,6 @@ ROUTES = federation_web.ROUTES + [
     Mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static"),
 ]
 
-REFRESH_INTERVAL = 6 * 3600  # roll the expanded meeting horizon forward
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:
@@ -175,49 +169,39 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(config: Config, dev: bool = False) -> Starlette:
-    """The node; ``dev`` lets it federate with http:// and private-address peers."""
+# serve --workers: (data directory, public URL, dev) for each web process to make its app.
+WEB_PROCESS = "_GRASSROOTS_WEB_PROCESS"
+
+
+def web_process() -> Starlette:
+    """The app of one of ``serve --workers``' web processes: requests only."""
+    data, public_url, dev = json.loads(os.environ[WEB_PROCESS])
+    return create_app(load_config(Path(data), public_url), dev=dev, work=False)
+
+
+def create_app(config: Config, dev: bool = False, work: bool = True) -> Starlette:
+    """The node; ``dev`` lets it federate with http:// and private-address peers.
+    ``work``: the process also does the node's work beside answering (node.work); without
+    it, worker processes on the same PostgreSQL database do (``serve --workers``)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         db = database_at(config.database)
         await db.open()
         await refresh_occurrences(db)
-
-        async def keep_horizon() -> None:
-            while True:
-                await asyncio.sleep(REFRESH_INTERVAL)
-                await refresh_occurrences(db)
-
-        refresher = asyncio.create_task(keep_horizon())
         beats = Heartbeats()
         heartbeats.set(beats)  # every worker loop started below reports to it
         metrics = Metrics()
-        fetcher = Fetcher(allow_private=dev)
-        federation = Federation(
-            db, fetcher, Urls(config.public_url), dev,
-            listing_stale_after=timedelta(days=config.listing_stale_days),
-            listing_retire_after=timedelta(days=config.listing_retire_days), events=metrics,
-            inbox_limits=PeerRateLimits(config.inbox_rate_per_second, config.inbox_burst))
+        federation = federation_for(db, config, dev, events=metrics)
         acceptor = InboxAcceptor(db)
         acceptor.start()
-        background = await runner.start(federation)
-        mail = config.mail_settings
-        mailer = Mailer(db, mail.transport(config.data_dir), mail.from_address)
-        await mailer.start()
-        notifier = Notifier(db, public_url=config.public_url, secret_key=config.secret_key,
-                            wake_mailer=mailer.wake)
-        await notifier.start()
-        backups = None
-        if config.backup_every_hours:  # tarfile and the rest only when backups are scheduled
-            from node.backup import BackupSchedule
-
-            backups = BackupSchedule(config)
-            backups.start()
+        # Without the work here, a wake-up reaches no loop: the workers poll the outbox.
+        mailer = mailer_for(db, config)
+        running = await start_work(config, federation, mailer) if work else None
         try:
             yield {
                 "db": db,
                 "config": config,
-                "fetcher": fetcher,
+                "fetcher": federation.fetcher,
                 "federation": federation,
                 "acceptor": acceptor,
                 "mailer": mailer,  # enqueue with node.storage.mail, then mailer.wake()
@@ -228,18 +212,12 @@ def create_app(config: Config, dev: bool = False) -> Starlette:
                 "readiness": health.Readiness(db, config, beats),
             }
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
             # The server has answered its last request: store what is waiting, then let
-            # the runner finish what it is doing (SIGTERM drains; it never half-applies).
+            # the work finish what it is doing (SIGTERM drains; it never half-applies).
             await acceptor.stop()
-            await runner.stop(background)
-            await notifier.stop()
-            await mailer.stop()
-            if backups is not None:
-                await backups.stop()
-            await fetcher.aclose()
+            if running is not None:
+                await stop_work(running)
+            await federation.fetcher.aclose()
             await db.close()
 
     middleware = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import json
 import os
 import secrets
 import sqlite3
@@ -104,10 +105,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if moved:
                 print(moved, flush=True)
     config = _config(args.data, args.url)
+    if args.workers is not None:
+        _shared_database(config, "serve --workers")
+        if args.workers < 1:
+            raise CommandError("--workers must be 1 or more")
 
     import uvicorn
 
-    from node.app import create_app
+    from node.app import WEB_PROCESS, create_app
     from node.logs import configure_logging
 
     if args.demo:
@@ -122,8 +127,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # message written to a file (never an address).
     configure_logging(config.log_format)
     print(f"Serving {config.public_url} on http://{args.host}:{args.port}", flush=True)
+    if args.workers is not None:
+        print(f"{args.workers} web processes answer requests; grassroots worker does the"
+              " node's work.", flush=True)
+        # Each web process makes its app from these (node.app.web_process).
+        os.environ[WEB_PROCESS] = json.dumps([str(args.data), config.public_url, args.dev])
     uvicorn.run(
-        create_app(config, dev=args.dev),
+        "node.app:web_process" if args.workers is not None else create_app(config, dev=args.dev),
+        factory=args.workers is not None,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_level="info" if args.verbose else "warning",
@@ -132,6 +144,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # node.web.proxy does it, from trusted_proxies
         ws="none",  # no WebSocket routes; loading an implementation would cost ~1.3 MB
     )
+    return 0
+
+
+def _shared_database(config: Config, command: str) -> None:
+    """Refuse ``command`` (several processes on one database) unless it is PostgreSQL."""
+    if config.database_url is None:
+        raise CommandError(f"{command} runs several processes on one database, which needs"
+                           " PostgreSQL: set database_url (see Running a hub on PostgreSQL)."
+                           " On SQLite, grassroots serve alone does everything.")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _check_database(args.data)
+    config = _config(args.data)
+    _shared_database(config, "grassroots worker")
+    from node.logs import configure_logging
+    from node.work import run_worker
+
+    configure_logging(config.log_format)
+    print(f"Working for {config.public_url}; SIGTERM stops.", flush=True)
+    asyncio.run(run_worker(config, args.dev))
     return 0
 
 
@@ -586,7 +619,16 @@ def parser() -> argparse.ArgumentParser:
                              help="log the server's start-up and shut-down too")
             cmd.add_argument("--dev", action="store_true",
                              help="allow http:// and private-address peers (local testing)")
+            cmd.add_argument("--workers", type=int, metavar="N",
+                             help="N web processes that answer requests only (PostgreSQL);"
+                                  " grassroots worker does the node's work beside them")
         cmd.set_defaults(run=cmd_serve if name == "serve" else cmd_init)
+
+    worker = with_data(sub.add_parser(
+        "worker", help="do the node's work (inbox, deliveries, mail) beside serve --workers"))
+    worker.add_argument("--dev", action="store_true",
+                        help="allow http:// and private-address peers (local testing)")
+    worker.set_defaults(run=cmd_worker)
 
     admin = sub.add_parser("admin", help="manage accounts and admins").add_subparsers(
         dest="verb", required=True)

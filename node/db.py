@@ -199,6 +199,11 @@ class Database(ABC):
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """One query's rows, read beside any write under way."""
 
+    async def lead(self) -> bool:
+        """Whether this process leads the node's work (see node.work); asked again by one
+        that does not. A SQLite database has one process, which leads."""
+        return True
+
     @abstractmethod
     async def sizes(self) -> dict[str, int]:
         """Bytes the database takes, by part ("database", and SQLite's "wal")."""

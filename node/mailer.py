@@ -49,8 +49,10 @@ class Mailer:
     once rather than at the next poll (within a second).
     """
 
-    def __init__(self, db: Database, transport: Transport, from_address: str) -> None:
+    def __init__(self, db: Database, transport: Transport, from_address: str, *,
+                 shared: bool = False) -> None:
         self._db = db
+        self._shared = shared  # other processes send from the same outbox: leases end claims
         self._transport = transport
         self._from_address = from_address
         self._wake = asyncio.Event()
@@ -62,8 +64,9 @@ class Mailer:
         self._wake.set()
 
     async def start(self) -> None:
-        # Rows still 'sending' were a previous process's: it is gone (one process per data dir).
-        await release_sending_mail(self._db)
+        if not self._shared:
+            # Rows still 'sending' were a previous process's: it is gone.
+            await release_sending_mail(self._db)
         self._task = asyncio.create_task(
             repeat("mail", self.run_once, self._wake, self._stopping, POLL_SECONDS))
 
@@ -73,7 +76,8 @@ class Mailer:
         self._wake.set()
         if self._task is not None:
             await self._task
-        await release_sending_mail(self._db)
+        if not self._shared:
+            await release_sending_mail(self._db)
 
     async def run_once(self) -> int:
         """Claim due messages and send them in turn; how many were claimed."""

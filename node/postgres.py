@@ -76,6 +76,10 @@ async def migrate(url: str, upto: int | None = None) -> list[int]:
 # function reads and writes as if alone (READ COMMITTED then sees every earlier commit).
 # Claims of queued work do not take it: they pass over rows others hold (SKIP LOCKED).
 WRITE_LOCK = 0x6772617373777269
+# pg_advisory_lock key ("grasslea") held, for as long as its connection lasts, by the one
+# worker process that runs the loops one process runs at a time (node.work); PostgreSQL
+# frees it when that process's connection ends, killed or not.
+LEAD_LOCK = 0x67726173736C6561
 BEGIN_WRITING = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 POSTGRESQL = Dialect(
@@ -175,6 +179,7 @@ class PostgresDatabase(Database):
         self.url = url
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._leading: asyncpg.Connection | None = None  # holds LEAD_LOCK
         # One of this process's transactions waits for the write lock at a time; the rest
         # of the pool stays free for reads (a transaction may read beside itself).
         self._write_lock = asyncio.Lock()
@@ -184,6 +189,9 @@ class PostgresDatabase(Database):
         self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
 
     async def close(self) -> None:
+        if self._leading is not None:
+            await self._leading.close()
+            self._leading = None
         if self._pool is not None:
             await self._pool.close()
         self._pool = None
@@ -210,6 +218,15 @@ class PostgresDatabase(Database):
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
         assert self._pool is not None, "database is not open"
         return await self._pool.fetch(statement(sql)[0], *params)
+
+    async def lead(self) -> bool:
+        if self._leading is None:
+            conn = await asyncpg.connect(self.url)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEAD_LOCK):
+                await conn.close()
+                return False
+            self._leading = conn
+        return True
 
     async def sizes(self) -> dict[str, int]:
         return {"database": await self.fetchval("SELECT pg_database_size(current_database())")}

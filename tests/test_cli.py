@@ -455,3 +455,15 @@ def test_backup_without_a_file_writes_into_backup_dir_and_rotates(tmp_path):
     assert f"Backed up {data} to {data / 'backups' / names[1]}" in result.stdout
     assert grassroots("restore", data / "backups" / names[1], "--data",
                       tmp_path / "restored").returncode == 0
+
+
+def test_several_processes_on_one_database_are_refused_on_sqlite(admin_link, data_dir,
+                                                                 monkeypatch):
+    """grassroots worker and serve --workers share a database between processes: on the
+    SQLite file they are refused, saying why, and nothing starts."""
+    monkeypatch.setenv("GRASSROOTS_DATABASE_URL", "")  # the data directory's SQLite file
+    for command in (("worker",), ("serve", "--workers", "2", "--port", str(free_port()))):
+        done = grassroots(*command, "--data", data_dir)
+        assert done.returncode == 1, done.stdout
+        assert "needs PostgreSQL: set database_url" in done.stderr
+        assert "Serving" not in done.stdout and "Working" not in done.stdout

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
@@ -27,10 +28,11 @@ from typing import Self
 import httpx
 
 from node.cli import initialise
+from node.config import CONFIG_FILE
 from node.db import Database
 from node.domain import EventDraft, Format
 from node.storage import accounts, events, groups
-from tests.helpers import draft, free_port
+from tests.helpers import draft, free_port, run_on
 from tests.test_federation import Node, wait_for
 
 FULL = os.environ.get("GRASSROOTS_CRASH_FULL") == "1"
@@ -41,10 +43,11 @@ KILLS_EACH = 10 if FULL else 3
 class NodeProcess(Node):
     """``grassroots serve --dev`` on one data directory and port, stopped and started at will."""
 
-    def __init__(self, data: Path, host: str, port: int) -> None:
+    def __init__(self, data: Path, host: str, port: int, *serve: str) -> None:
         # A non-default port is part of the host peers name it by.
         super().__init__(data, f"http://{host}:{port}", f"{host}:{port}")
         self._address = (host, port)
+        self._serve = serve  # more arguments of grassroots serve
         self._proc: subprocess.Popen | None = None
         self.log = data.parent / f"{data.name}.log"
 
@@ -53,7 +56,7 @@ class NodeProcess(Node):
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "serve", "--data", str(self.data),
-                 "--host", host, "--port", str(port), "--dev"],
+                 "--host", host, "--port", str(port), "--dev", *self._serve],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
@@ -98,6 +101,56 @@ def new_node(tmp: Path, name: str, host: str) -> NodeProcess:
     return NodeProcess(tmp / name, host, port)
 
 
+class Hub(NodeProcess):
+    """A node on PostgreSQL: ``serve --workers 2`` answering requests, and two
+    ``grassroots worker`` processes doing its work, each killed and started at will."""
+
+    WORKERS = 2
+
+    def __init__(self, data: Path, host: str, port: int) -> None:
+        super().__init__(data, host, port, "--workers", "2")
+        self.workers: list[subprocess.Popen | None] = [None] * self.WORKERS
+
+    def start(self, timeout: float = 30) -> None:
+        super().start(timeout)
+        for n in range(self.WORKERS):
+            self.start_worker(n)
+
+    def start_worker(self, n: int) -> None:
+        with open(self.log, "ab") as log:
+            self.workers[n] = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "worker", "--data", str(self.data), "--dev"],
+                stdout=log, stderr=subprocess.STDOUT)
+
+    def kill_worker(self, n: int) -> None:
+        worker = self.workers[n]
+        assert worker is not None and worker.poll() is None, self.log.read_text()[-3000:]
+        worker.kill()
+        worker.wait()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                worker.wait(30)
+        super().stop()
+
+
+def new_hub(tmp: Path, name: str, host: str, new_database: Callable[[], str]) -> Hub:
+    """A hub's data directory, on a PostgreSQL database of its own whichever engine the
+    suite runs on."""
+    port = free_port(host)
+    initialise(tmp / name, f"http://{host}:{port}")
+    config = tmp / name / CONFIG_FILE
+    if "database_url" not in config.read_text():
+        database_url = new_database()
+        with open(config, "a", encoding="utf-8") as f:
+            f.write(f'database_url = "{database_url}"\n')
+        run_on(tmp / name, lambda db: accounts.create_account(
+            db, email=None, display_name="Admin", password_hash=None, is_admin=True))
+    return Hub(tmp / name, host, port)
+
+
 class Clock:
     """Fast-forwards B's retry backoff (30 s × 2ⁿ after A was down) so the test waits seconds.
 
@@ -140,10 +193,43 @@ def create_meetings(b: NodeProcess, group_id: int, count: int) -> None:
 
 
 def test_no_delivery_is_lost_or_applied_twice_when_both_nodes_are_killed(tmp_path):
-    seed = int(os.environ.get("GRASSROOTS_CRASH_SEED", random.randrange(1 << 32)))
-    rng = random.Random(seed)
     a = new_node(tmp_path, "a", "127.0.0.1")
     b = new_node(tmp_path, "b", "127.0.0.2")
+
+    def kill(rng: random.Random, victim: str) -> None:
+        node = a if victim == "a" else b
+        node.kill()
+        time.sleep(rng.uniform(0, 0.5))
+        node.start()
+
+    killed_and_checked(a, b, ["a", "b"] * KILLS_EACH, kill, "of each node")
+
+
+def test_no_delivery_is_lost_or_applied_twice_when_hub_workers_are_killed(tmp_path,
+                                                                          pg_cluster):
+    """Both nodes are hubs on PostgreSQL: two web processes and two workers each. A's
+    workers apply its inbox, B's deliver to A; each kill is one worker's, at random."""
+    a = new_hub(tmp_path, "a", "127.0.0.1", pg_cluster.new_node_database)
+    b = new_hub(tmp_path, "b", "127.0.0.2", pg_cluster.new_node_database)
+    workers = [(hub, n) for hub in (a, b) for n in range(Hub.WORKERS)]
+
+    def kill(rng: random.Random, victim: str) -> None:
+        hub, n = workers[int(victim)]
+        hub.kill_worker(n)
+        time.sleep(rng.uniform(0, 0.5))
+        hub.start_worker(n)
+
+    killed_and_checked(a, b, [str(n) for n in range(len(workers))] * KILLS_EACH,
+                       kill, "of each of the four workers")
+
+
+def killed_and_checked(a: NodeProcess, b: NodeProcess, victims: list[str],
+                       kill: Callable[[random.Random, str], None], told: str) -> None:
+    """A follows B; B's facilitator creates the meetings while each victim is killed (and
+    started again) when A has received a random share of them; then every delivery was
+    stored on A once and applied, and every meeting is listed on A once."""
+    seed = int(os.environ.get("GRASSROOTS_CRASH_SEED", random.randrange(1 << 32)))
+    rng = random.Random(seed)
     began = time.monotonic()
     a.start()
     b.start()
@@ -171,18 +257,14 @@ def test_no_delivery_is_lost_or_applied_twice_when_both_nodes_are_killed(tmp_pat
         baseline = on_a()
         creator = threading.Thread(target=create_meetings, args=(b, group_id, MEETINGS))
         # Each kill when A has received a random share of the meetings, plus a random moment.
-        kills = sorted((rng.uniform(0.02, 0.95), victim)
-                       for victim in ("a", "b") for _ in range(KILLS_EACH))
+        kills = sorted((rng.uniform(0.02, 0.95), victim) for victim in victims)
         with Clock(b):
             creator.start()
             for share, victim in kills:
                 wait_for(lambda share=share: on_a() - baseline >= share * MEETINGS,
                          f"{share:.0%} of the meetings on A", timeout=600)
                 time.sleep(rng.uniform(0, 0.3))
-                node = a if victim == "a" else b
-                node.kill()
-                time.sleep(rng.uniform(0, 0.5))
-                node.start()
+                kill(rng, victim)
             creator.join()
             wait_for(lambda: b.query("SELECT count(*) FROM deliveries WHERE state != 'sent'")
                      == [(0,)] and a.query("SELECT count(*) FROM inbox_items"
@@ -210,7 +292,7 @@ def test_no_delivery_is_lost_or_applied_twice_when_both_nodes_are_killed(tmp_pat
     duplicated = (sum(n - 1 for n in sent.values()) + sum(n - 1 for n in titles.values())
                   + sum(n - 1 for n in creates.values()) + len(set(titles) - expected))
     print(f"\ncrash test (seed {seed}): {len(sent)} deliveries B→A, {MEETINGS} meetings,"
-          f" {KILLS_EACH} SIGKILLs of each node, {seconds:.1f} s;"
+          f" {KILLS_EACH} SIGKILLs {told}, {seconds:.1f} s;"
           f" lost {lost}, duplicated {duplicated};"
           f" {sum(r[2] - 1 for r in sent_rows)} retried POSTs (deduplicated by A),"
           f" {sum(1 for s in held.values() if s[1] > 1)} activities re-applied after a kill")

@@ -7,18 +7,21 @@ and the compose file share is run against a real node.
 """
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
 from node.cli import parser
+from node.config import BY_NAME
 from tests.helpers import free_port, serving, started
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,3 +200,29 @@ def test_caddy_adapts_the_caddyfile():
     adapted = subprocess.run(["caddy", "adapt", "--config", str(DEPLOY / "Caddyfile")],
                              capture_output=True, text=True, timeout=60, check=False)
     assert adapted.returncode == 0, adapted.stderr
+
+
+def test_the_hub_compose_file_runs_web_processes_and_a_worker_on_one_postgresql():
+    document = yaml.safe_load((DEPLOY / "hub-compose.yaml").read_text(encoding="utf-8"))
+    services = document["services"]
+    assert set(services) == {"postgres", "web", "worker", "proxy"}
+    web, worker, postgres = services["web"], services["worker"], services["postgres"]
+    entrypoint = json.loads(dockerfile()["ENTRYPOINT"][0])
+    assert "--workers" in web["command"] and "--url" in web["command"]
+    data = entrypoint[entrypoint.index("--data") + 1]
+    assert worker["entrypoint"] == ["grassroots", "worker", "--data", data]
+    url_key = BY_NAME["database_url"].env
+    for node in (web, worker):  # one database, one data directory (config, secret key)
+        assert node["user"] == dockerfile()["USER"][0] and node["read_only"] is True
+        assert node["volumes"] == ["grassroots-data:/data"] and "ports" not in node
+        assert node["environment"] == web["environment"]
+    password = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"  # compose fills it in
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == password
+    url = urlsplit(web["environment"][url_key].replace(password, "secret"))
+    assert url.scheme == "postgresql" and url.hostname == "postgres"
+    assert url.username == postgres["environment"]["POSTGRES_USER"]
+    assert url.path == "/" + postgres["environment"]["POSTGRES_DB"]
+    assert int(postgres["image"].split(":")[1]) >= 15 and "ports" not in postgres
+    proxy = services["proxy"]["command"]
+    assert proxy[proxy.index("--to") + 1] == f"web:{PORT}"
+    assert f"http://127.0.0.1:{PORT}/readyz" in web["healthcheck"]["test"][-1]

@@ -1,11 +1,12 @@
 """The mail outbox: messages committed with the change that caused them, sent by node.mailer.
 
-A row moves ``pending -> sending`` when the worker claims it (committed
+A row moves ``pending -> sending`` when a worker claims it (committed
 before anything is sent), then ``sending -> sent`` on the server's 250, back
 to ``pending`` with a later ``next_attempt_at`` on a transient failure, or to
-``dead`` on a permanent one or after a day of failures. A process killed
-while sending leaves its rows ``sending``; the next worker to start releases
-them to ``pending``, and they go again with the same Message-ID.
+``dead`` on a permanent one or after a day of failures. A claim is a lease:
+``next_attempt_at`` moves ``MAIL_LEASE`` ahead, and a row still ``sending`` past
+it (its worker was killed) is claimed again, with the same Message-ID. A node
+that is the only process on its database releases them as it starts.
 
 What this cannot do: between the SMTP server's 250 and the commit of
 ``sent`` (one local SQLite commit), a SIGKILL or power cut leaves a message
@@ -20,9 +21,13 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from node.db import Database, Row, Writing, timestamp
+from node.db import Database, Row, Writing, stamp, timestamp
 from node.mail import Attachment, OutgoingMail
+
+# How long a claimed message is its worker's: SMTP timeouts bound each of the few it claims.
+MAIL_LEASE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +81,15 @@ def _queued(row: Row) -> QueuedMail:
 
 
 async def claim_due_mail(db: Database, limit: int = 10) -> list[QueuedMail]:
-    """Due messages, oldest first, marked ``sending`` (and committed) before any is sent."""
+    """Due messages, oldest first, marked ``sending`` (and committed) before any is sent,
+    leased for ``MAIL_LEASE``."""
+    now = datetime.now(UTC)
     rows = await db.write(
-        "UPDATE mail_outbox SET state = 'sending', attempts = attempts + 1 WHERE id IN ("
-        " SELECT id FROM mail_outbox WHERE state = 'pending' AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
-        (timestamp(), limit),
+        "UPDATE mail_outbox SET state = 'sending', attempts = attempts + 1,"
+        " next_attempt_at = ? WHERE id IN (SELECT id FROM mail_outbox"
+        " WHERE state IN ('pending', 'sending') AND next_attempt_at <= ?"
+        f" ORDER BY next_attempt_at, id LIMIT ? {db.dialect.skip_locked}) RETURNING *",
+        (stamp(now + MAIL_LEASE), stamp(now), limit),
     )
     return sorted(map(_queued, rows), key=lambda queued: queued.id)
 
@@ -112,8 +120,8 @@ async def mark_mail_failed(db: Database, mail_id: int, error: str,
 
 async def release_sending_mail(db: Database) -> int:
     """Rows a stopped or killed worker left ``sending`` are due again; how many."""
-    rows = await db.write("UPDATE mail_outbox SET state = 'pending' WHERE state = 'sending'"
-                          " RETURNING id")
+    rows = await db.write("UPDATE mail_outbox SET state = 'pending', next_attempt_at = ?"
+                          " WHERE state = 'sending' RETURNING id", (timestamp(),))
     return len(rows)
 
 
