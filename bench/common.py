@@ -120,10 +120,24 @@ def scratch(name: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def query(db_path: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    """A read of the node's database from outside, as an operator would."""
+def query(where: Path | str, sql: str, params: tuple = ()) -> list[tuple]:
+    """A read of the node's database (a SQLite file, or a postgresql:// URL) from outside,
+    as an operator would."""
+    if isinstance(where, str):
+        import asyncio
+
+        from node.postgres import PostgresDatabase
+
+        async def read() -> list[tuple]:
+            db = PostgresDatabase(where, pool_size=1)
+            await db.open()
+            try:
+                return [tuple(row) for row in await db.fetchall(sql, params)]
+            finally:
+                await db.close()
+        return asyncio.run(read())
     import sqlite3
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, timeout=30)
     try:
         return conn.execute(sql, params).fetchall()
     finally:

@@ -59,6 +59,23 @@ def _round_size(rate: float, quick: bool) -> int:
     return 16 if quick else int(min(max(rate * 4, SLOW_ROUND), 30_000))
 
 
+def rounds(port: int, kinds: dict[str, list[str]], quick: bool,
+           data: Path) -> dict[str, dict[str, Any]]:
+    """A warm-up and a round of each kind of page from the node on ``port``; each round's
+    requests/s and latency percentiles. Every answer must be a 200."""
+    pages: dict[str, dict[str, Any]] = {}
+    for kind, paths in kinds.items():
+        requests = [get_request(path) for path in paths]
+        warm = load(port, CONCURRENCY, requests, WARM_UP)
+        report = load(port, CONCURRENCY, requests, _round_size(warm["rate"], quick))
+        if set(warm["statuses"]) | set(report["statuses"]) != {"200"}:
+            raise RuntimeError(f"{kind} answered {report['statuses']} after"
+                               f" {warm['statuses']} (see {data}/node.log)")
+        pages[kind] = {key: report[key] for key in ("rate", "p50_ms", "p95_ms",
+                                                    "p99_ms", "answered")}
+    return pages
+
+
 def measure(data: Path, quick: bool = False) -> dict[str, Any]:
     """Every kind of page from a node serving ``data`` (built, not running), against
     hello-world measured in the same run; RSS of the node after the load."""
@@ -68,16 +85,7 @@ def measure(data: Path, quick: bool = False) -> dict[str, Any]:
         hellos = [load(hello_port, CONCURRENCY, [HELLO], hello_count)]
         port = free_port()
         with node_process(data, port, "--url", f"http://{HOST}:{port}") as node:
-            pages: dict[str, dict[str, Any]] = {}
-            for kind, paths in kinds.items():
-                requests = [get_request(path) for path in paths]
-                warm = load(port, CONCURRENCY, requests, WARM_UP)
-                report = load(port, CONCURRENCY, requests, _round_size(warm["rate"], quick))
-                if set(warm["statuses"]) | set(report["statuses"]) != {"200"}:
-                    raise RuntimeError(f"{kind} answered {report['statuses']} after"
-                                       f" {warm['statuses']} (see {data}/node.log)")
-                pages[kind] = {key: report[key] for key in ("rate", "p50_ms", "p95_ms",
-                                                            "p99_ms", "answered")}
+            pages = rounds(port, kinds, quick, data)
             rss = memory_mb(node.pid)
             peak_rss = memory_mb(node.pid, "VmHWM")
         hellos.append(load(hello_port, CONCURRENCY, [HELLO], hello_count))

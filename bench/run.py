@@ -4,6 +4,8 @@
     python bench/run.py --json      # the same, then one JSON object on the last line
     python bench/run.py --quick     # a minute-long smoke version (numbers not meaningful)
     python bench/run.py --profile DIR   # also sample the node with py-spy (inbox, fan-out)
+    python bench/run.py --database postgresql://USER@HOST/postgres   # and a hub's figures
+                                    # (bench.hub: PostgreSQL, 1, 2 and 4 web processes)
 
 Each benchmark runs several rounds and reports the median; ratios are
 against a baseline measured in the same run, so a noisy machine moves both.
@@ -29,6 +31,7 @@ from bench import (
     directory,
     fanout,
     footprint,
+    hub,
     ignored,
     inbox,
     pages,
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     parser.add_argument("--profile", type=Path, help="write py-spy samples of the node here")
+    parser.add_argument("--database", metavar="URL",
+                        help="a PostgreSQL server to measure a hub on too (bench.hub)")
     args = parser.parse_args(argv)
     if args.profile:
         if shutil.which(py_spy()) is None:
@@ -138,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                         ("sustained", lambda: sustained.run(args.quick)),
                         ("directory", lambda: directory.run(args.quick)),
                         ("curves", lambda: curves.run(args.quick)),
-                        ("backfill", lambda: backfill.run(args.quick))):
+                        ("backfill", lambda: backfill.run(args.quick)),
+                        *([("hub", lambda: hub.run(args.database, args.quick))]
+                          if args.database else [])):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = bench()
     figures = _figures(results)
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, what, target, met in TARGETS:
         print(f"{what:44} {figures[key]:>10.3g}  {target:>8}  {'yes' if met(figures[key]) else 'NO'}")
     print("\n".join(_details(results)))
+    if "hub" in results:
+        print(hub.describe(results["hub"]))
     if args.profile:
         for sample in sorted(args.profile.glob("*.txt")):
             print(f"profile {sample.name} (share of busy samples):")

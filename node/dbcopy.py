@@ -271,6 +271,9 @@ class PostgresSide:
     async def commit(self) -> None:
         await self._transaction.commit()
         self._transaction = None
+        # The planner's statistics of the tables just filled, as autovacuum would gather
+        # them later: until then it plans the node's first queries blind.
+        await self.conn.execute("ANALYZE")
 
     async def rollback(self) -> None:
         if self._transaction is not None:

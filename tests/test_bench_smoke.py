@@ -1,4 +1,5 @@
-"""The benchmarks still run: ``bench/run.py --quick --json`` end to end, in a minute or two.
+"""The benchmarks still run: ``bench/run.py --quick --json --database URL`` end to end, in
+a few minutes (the hub's on the session's throwaway PostgreSQL server).
 
 The quick figures come from toy sizes and mean nothing; this only proves every
 benchmark starts its processes, measures, checks its own results and reports.
@@ -32,9 +33,10 @@ FIGURES = {  # key: (lowest, highest) that a working quick run can report
 }
 
 
-def test_quick_benchmarks_report_every_figure_as_a_sane_number():
-    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--json"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, check=False)
+def test_quick_benchmarks_report_every_figure_as_a_sane_number(pg_cluster):
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--json",
+                             "--database", pg_cluster.url()], cwd=ROOT,
+                            capture_output=True, text=True, timeout=420, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for key, (lowest, highest) in FIGURES.items():
@@ -43,3 +45,8 @@ def test_quick_benchmarks_report_every_figure_as_a_sane_number():
         assert lowest < value < highest, (key, value)
     assert figures["inbox_ratio"] > 0, "the node accepted nothing"
     assert figures["details"]["fanout"]["retry_scheduled"] > 0
+    hub = figures["details"]["hub"]  # SQLite with one process, PostgreSQL with 1, 2, 4
+    assert list(hub["pages"]) == list(hub["inbox"]) == [
+        "SQLite, 1 process", "PostgreSQL, 1 web", "PostgreSQL, 2 web", "PostgreSQL, 4 web"]
+    assert all(kind["rate"] > 0 for config in hub["pages"].values() for kind in config.values())
+    assert all(config["accepted_per_s"] > 0 for config in hub["inbox"].values())
