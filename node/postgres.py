@@ -74,7 +74,9 @@ async def migrate(url: str, upto: int | None = None) -> list[int]:
 # pg_advisory_xact_lock key ("grasswri") every write transaction takes first: one write
 # transaction at a time across every process, as SQLite's writer has it, so each storage
 # function reads and writes as if alone (READ COMMITTED then sees every earlier commit).
-# Claims of queued work do not take it: they pass over rows others hold (SKIP LOCKED).
+# Claims of queued work take it too, so each sees the leases of those before it (which
+# keeps one worker at a time on an inbox); their FOR UPDATE SKIP LOCKED keeps a claim
+# from waiting on, or taking, a row another transaction holds even without it.
 WRITE_LOCK = 0x6772617373777269
 # pg_advisory_lock key ("grasslea") held, for as long as its connection lasts, by the one
 # worker process that runs the loops one process runs at a time (node.work); PostgreSQL
