@@ -68,13 +68,14 @@ class Browser:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On PostgreSQL, the tests about SQLite itself are left out (listed as deselected)."""
-    if ENGINE == "sqlite":
-        return
-    left = [item for item in items if item.get_closest_marker("sqlite_only")]
+    """On PostgreSQL, the tests about SQLite itself are left out; on SQLite, those that
+    use PostgreSQL whatever the engine (they run in the PostgreSQL run). Both are listed
+    as deselected."""
+    other = "sqlite_only" if ENGINE == "postgresql" else "postgresql_run"
+    left = [item for item in items if item.get_closest_marker(other)]
     if left:
         config.hook.pytest_deselected(items=left)
-        items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Self
 
 import httpx
+import pytest
 
 from node.cli import initialise
 from node.config import CONFIG_FILE
@@ -205,6 +206,7 @@ def test_no_delivery_is_lost_or_applied_twice_when_both_nodes_are_killed(tmp_pat
     killed_and_checked(a, b, ["a", "b"] * KILLS_EACH, kill, "of each node")
 
 
+@pytest.mark.postgresql_run
 def test_no_delivery_is_lost_or_applied_twice_when_hub_workers_are_killed(tmp_path,
                                                                           pg_cluster):
     """Both nodes are hubs on PostgreSQL: two web processes and two workers each. A's

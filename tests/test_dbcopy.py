@@ -34,6 +34,9 @@ from node.storage import remote
 from tests.helpers import FIRST_MEETING, draft, run_on
 from tests.postgres import pg
 
+# They use both engines themselves: run once, in the PostgreSQL run.
+pytestmark = pytest.mark.postgresql_run
+
 ROOT = Path(__file__).resolve().parent.parent
 PEER_GROUP = "https://peer.example/groups/circle"
 

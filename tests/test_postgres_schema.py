@@ -21,6 +21,9 @@ from node.db import NewerDatabase, connect_sync, migrate, migration_files
 from tests.helpers import draft, free_port, publish_listing, run_on, started
 from tests.postgres import pg
 
+# They use both engines themselves: run once, in the PostgreSQL run.
+pytestmark = pytest.mark.postgresql_run
+
 ROOT = Path(__file__).resolve().parent.parent
 # Compared apart: the bookkeeping table, and full-text search (FTS5 and its shadow tables in
 # SQLite, an ordinary table with a tsvector in PostgreSQL).
