@@ -15,6 +15,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from federation import runner
 from federation.context import Federation
@@ -28,6 +29,9 @@ from node.db import Database, database_at
 from node.mailer import Mailer
 from node.notifier import Notifier
 from node.storage.events import refresh_occurrences
+
+if TYPE_CHECKING:  # backups load tarfile and the rest only when scheduled
+    from node.backup import BackupSchedule
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class Work:
     leading: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     notifier: Notifier | None = None
-    backups: object | None = None
+    backups: BackupSchedule | None = None
 
     async def lead(self) -> None:
         """Start the loops one process runs at a time."""
@@ -108,7 +112,7 @@ async def stop_work(work: Work) -> None:
         await work.notifier.stop()
     await work.mailer.stop()
     if work.backups is not None:
-        await work.backups.stop()  # type: ignore[attr-defined]
+        await work.backups.stop()
 
 
 async def run_worker(config: Config, dev: bool = False) -> None:
