@@ -608,6 +608,11 @@ def parser() -> argparse.ArgumentParser:
                          help="data directory (default: ./data)")
         return cmd
 
+    def with_dev(cmd: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        cmd.add_argument("--dev", action="store_true",
+                         help="allow http:// and private-address peers (local testing)")
+        return cmd
+
     for name, help_text in (("serve", "run the node"), ("init", "create a data directory")):
         cmd = with_data(sub.add_parser(name, help=help_text))
         cmd.add_argument("--host", default="127.0.0.1")
@@ -617,17 +622,14 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--demo", action="store_true", help="add example groups and meetings")
             cmd.add_argument("--verbose", action="store_true",
                              help="log the server's start-up and shut-down too")
-            cmd.add_argument("--dev", action="store_true",
-                             help="allow http:// and private-address peers (local testing)")
+            with_dev(cmd)
             cmd.add_argument("--workers", type=int, metavar="N",
                              help="N web processes that answer requests only (PostgreSQL);"
                                   " grassroots worker does the node's work beside them")
         cmd.set_defaults(run=cmd_serve if name == "serve" else cmd_init)
 
-    worker = with_data(sub.add_parser(
-        "worker", help="do the node's work (inbox, deliveries, mail) beside serve --workers"))
-    worker.add_argument("--dev", action="store_true",
-                        help="allow http:// and private-address peers (local testing)")
+    worker = with_dev(with_data(sub.add_parser(
+        "worker", help="do the node's work (inbox, deliveries, mail) beside serve --workers")))
     worker.set_defaults(run=cmd_worker)
 
     admin = sub.add_parser("admin", help="manage accounts and admins").add_subparsers(
@@ -655,8 +657,7 @@ def parser() -> argparse.ArgumentParser:
     for verb, help_text in PEER_VERBS.items():
         cmd = with_data(peers.add_parser(verb, help=help_text))
         cmd.add_argument("target", metavar="DOMAIN" if "block" in verb else "URL")
-        cmd.add_argument("--dev", action="store_true",
-                         help="allow http:// and private-address peers (local testing)")
+        with_dev(cmd)
         if verb == "block":
             cmd.add_argument("--reason", default="",
                              help="why, shown on /about/federation unless the list is private")
